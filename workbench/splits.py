@@ -105,3 +105,20 @@ def binarize(interactions: pd.DataFrame, threshold: float) -> pd.DataFrame:
     """Keep interactions with ``rating >= threshold`` (implicit feedback)."""
     require_columns(interactions, [RATING], source="binarize")
     return interactions[interactions[RATING] >= threshold]
+
+
+def summary(splits: dict[str, tuple[pd.DataFrame, pd.DataFrame]]) -> pd.DataFrame:
+    """One row per named split: sizes of train and test and their user/item counts."""
+    rows = []
+    for name, (train, test) in splits.items():
+        rows.append(
+            {
+                "split": name,
+                "train rows": len(train),
+                "test rows": len(test),
+                "test share": len(test) / (len(train) + len(test)),
+                "test users": test[USER].nunique(),
+                "test items unseen in train": int((~test[ITEM].isin(train[ITEM])).sum()),
+            }
+        )
+    return pd.DataFrame(rows)

@@ -6,7 +6,7 @@ What is planted (so each model family has real signal to find):
   genre; every user mixes one or two genre centroids. Who rates what is drawn from
   ``softmax(affinity * <user, item> + popularity_bias)`` without replacement
   (Gumbel top-k), so collaborative filtering can recover the factors.
-- **Long tails.** Item popularity bias is Zipf-like (``-log(1 + popularity rank)``) and
+- **Long tails.** Item popularity bias is Zipf-like (``-popularity * log(1 + rank)``) and
   user activity is log-normal with a floor of ``min_per_user`` (MovieLens keeps users
   with >= 20 ratings), so both distributions are long-tailed.
 - **Ratings.** ``round(3.5 + 1.2 * z(<user, item>) + noise)`` clipped to 1..5.
@@ -81,6 +81,7 @@ class SyntheticConfig:
     n_factors: int = 16
     n_genres: int = 18
     affinity: float = 2.5
+    popularity: float = 1.5
     series_fraction: float = 0.25
     series_follow: float = 0.8
     seed: int = 0
@@ -150,7 +151,7 @@ def generate(cfg: SyntheticConfig) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataF
     rng = np.random.default_rng(cfg.seed)
     centroids, factors, primary, second, has_second, series_id, part, topic = _items(cfg, rng)
     pop_rank = rng.permutation(cfg.n_items)
-    bias = -np.log1p(pop_rank)  # Zipf-like popularity
+    bias = -cfg.popularity * np.log1p(pop_rank)  # Zipf-like popularity
 
     g = cfg.n_genres
     tastes = rng.choice(g, size=(cfg.n_users, 2))
