@@ -1,0 +1,38 @@
+# Two commands for a fresh machine with Python 3.10+:
+#   make run    set up .venv, download ml-100k, run every notebook, write runs/<time>/report.md
+#   make test   set up .venv and run the offline test suite (what CI runs)
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+# Which torch to install when none is present; e.g. TORCH_SPEC="torch==2.13.0", or a CPU
+# wheel from https://download.pytorch.org/whl/cpu to avoid a multi-GB CUDA build.
+TORCH_SPEC ?= torch
+TEST_MARKERS ?= not slow and not gpu and not network and not browser
+
+.PHONY: setup run test test-slow lab clean-venv
+
+setup: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -c "import torch" 2>/dev/null || $(BIN)/python -m pip install "$(TORCH_SPEC)"
+	$(BIN)/python -m pip install --quiet -e ".[dev]"
+	touch $@
+
+run: setup
+	$(BIN)/workbench download ml-100k
+	$(BIN)/workbench run
+
+test: setup
+	$(BIN)/python -m pytest -q -m "$(TEST_MARKERS)" tests
+	WORKBENCH_SMOKE=1 $(BIN)/python -m pytest -q --nbval-lax notebooks
+
+test-slow: setup
+	$(BIN)/python -m pytest -q -m slow tests
+
+lab: setup
+	$(BIN)/jupyter lab notebooks
+
+clean-venv:
+	rm -rf $(VENV)
