@@ -19,6 +19,7 @@ import tempfile
 import urllib.error
 import urllib.request
 import zipfile
+import zlib
 from pathlib import Path
 
 from tqdm.auto import tqdm
@@ -141,7 +142,7 @@ def extract_zip(archive: Path, dest: Path, *, source: str, archive_md5: str | No
             finally:
                 if tmp.exists():
                     shutil.rmtree(tmp, ignore_errors=True)
-    except zipfile.BadZipFile as err:
+    except (zipfile.BadZipFile, zlib.error) as err:  # zlib: damaged deflate data in a member
         raise DownloadError(f"{source}: not a valid zip archive, truncated or corrupt ({err})") from err
     except (EOFError, zipfile.LargeZipFile) as err:
         raise DownloadError(f"{source}: truncated zip archive ({err})") from err
