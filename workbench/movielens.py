@@ -15,7 +15,8 @@ import pandas as pd
 
 from workbench.schema import INTERACTION_COLUMNS, ITEM, USER, SchemaError
 
-_YEAR = re.compile(r"^(.*?)\s*\((\d{4})(?:[-\u2013]\d{0,4})?\)\s*$")
+# "Title (1995)", "Series (1975-1979)", and ml-100k's direct-to-video "Title (1995) (V)"
+_YEAR = re.compile(r"^(.*?)\s*\((\d{4})(?:[-\u2013]\d{0,4})?\)(?:\s*\(V\))?\s*$")
 
 
 def split_title(raw: str) -> tuple[str, int | None]:
