@@ -24,12 +24,13 @@ def _check_ratio(ratio: float) -> None:
 
 
 def _split_by_position(df: pd.DataFrame, order_key: np.ndarray, ratio: float):
-    """Per user, rows sorted by ``order_key``; first round(ratio*n) -> train."""
+    """Per user, rows sorted by ``order_key``; first max(round(ratio*n), 1) -> train."""
     order = np.lexsort((order_key, df[USER].to_numpy()))
     ordered = df.iloc[order]
     position = ordered.groupby(USER, sort=False).cumcount().to_numpy()
     counts = ordered.groupby(USER, sort=False)[USER].transform("size").to_numpy()
-    is_train = position < np.round(ratio * counts)
+    # at least one row in train: round(0.5 * 1) is 0, which would leave a user only in test
+    is_train = position < np.maximum(np.round(ratio * counts), 1)
     return ordered[is_train].sort_index(), ordered[~is_train].sort_index()
 
 
