@@ -123,9 +123,6 @@ def _display(data: dict[str, Any], metadata_: dict | None = None) -> None:
     display(data, raw=True, metadata=metadata_ or {})
 
 
-_STATE: dict[str, Any] = {}
-
-
 def start(*, smoke: dict[str, Any] | None = None, **params: Any) -> Params:
     """Declare the run's parameters (all of them, by name) and record its context.
 
@@ -140,7 +137,6 @@ def start(*, smoke: dict[str, Any] | None = None, **params: Any) -> Params:
     if on:
         params = {**params, **smoke}
     ctx = context(_jsonable(params), smoke=on)
-    _STATE.update(context=ctx, t0=time.perf_counter())
     _display({MIME: {"kind": "context", "value": ctx}, "text/plain": _context_line(ctx)})
     return Params(**params)
 

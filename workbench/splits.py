@@ -2,7 +2,7 @@
 
 - :func:`stratified` -- per-user random split, as Microsoft Recommenders'
   ``python_stratified_split`` defines it: every user's rows are shuffled and the first
-  ``round(ratio * n_u)`` go to train, so each user appears in both parts in proportion.
+  ``max(round(ratio * n_u), 1)`` go to train, so each user appears in both parts in proportion.
 - :func:`temporal` -- per-user chronological split (earliest ``ratio`` to train).
 - :func:`leave_last_out` -- each user's last ``n`` interactions (by time) are test;
   apply it twice for train/validation/test in sequential recommendation.
