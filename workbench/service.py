@@ -1,0 +1,249 @@
+"""The HTTP service: FastAPI over a :class:`~workbench.serving.RecommendationService`.
+
+    GET  /recommend/{user_id}?k=10   -> {"user_id", "items", "scores", "cold_start", ...}
+    POST /interactions               <- {"user_id": 7, "item_id": 42}
+    GET  /health                     -> {"status": "ok", ...}
+    GET  /metrics                    -> Prometheus text (requests by outcome, batch-size
+                                        histogram, queue depth, cache hit rate, latency)
+
+Status codes: 422 for a malformed body, a bad ``k`` or id, or an unknown item; 503 with
+``Retry-After`` when the queue is full or the server is stopping; 504 when a request
+misses its deadline; 500 when the model failed for the request's batch (other batches
+are unaffected). Shutdown is graceful: uvicorn stops accepting connections, lets
+in-flight requests finish, then the batcher drains its queue.
+
+:class:`ServerThread` runs the app on a free loopback port in a background thread (tests,
+notebooks, benchmarks); ``workbench serve`` runs it in the foreground (:func:`serve`).
+"""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from contextlib import asynccontextmanager
+
+import pandas as pd
+import uvicorn
+from fastapi import FastAPI, Path, Query, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
+from pydantic import BaseModel, ConfigDict, Field
+
+from workbench.batching import Overloaded, RequestTimeout, ShuttingDown
+from workbench.serving import MAX_ID, InvalidRequest, RecommendationService
+
+#: seconds a rejected client is told to wait (``Retry-After``)
+RETRY_AFTER_S = 1
+#: outcomes of a recommendation request, as counted by the service
+OUTCOMES = ("ok", "cache_hits", "cold_start", "rejected", "timeouts", "errors", "invalid", "shutting_down", "cancelled")
+MODELS = ("popularity", "ease", "itemknn", "ials", "sasrec", "bert4rec")
+
+
+class Interaction(BaseModel):
+    """Body of ``POST /interactions``."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+    user_id: int = Field(ge=0, le=MAX_ID)
+    item_id: int = Field(ge=0, le=MAX_ID)
+
+
+def _error(status: int, message: str, *, retry: bool = False) -> JSONResponse:
+    headers = {"Retry-After": str(RETRY_AFTER_S)} if retry else None
+    return JSONResponse({"detail": message}, status_code=status, headers=headers)
+
+
+def create_app(service: RecommendationService) -> FastAPI:
+    """The FastAPI app; its lifespan starts the service and drains it on shutdown."""
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        await service.start()
+        try:
+            yield
+        finally:
+            await service.close(drain=True)
+
+    app = FastAPI(title="workbench recommender", lifespan=lifespan)
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(_Collector(service))
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid(request: Request, err: RequestValidationError) -> JSONResponse:
+        service.counts["invalid"] += 1
+        return JSONResponse({"detail": _plain(err.errors())}, status_code=422)
+
+    @app.get("/recommend/{user_id}")
+    async def recommend(user_id: int = Path(ge=0, le=MAX_ID), k: int = Query(10, ge=1, le=service.max_k)):
+        try:
+            answer = await service.recommend(user_id, k)
+        except (Overloaded, ShuttingDown) as err:
+            return _error(503, str(err), retry=True)
+        except RequestTimeout as err:
+            return _error(504, str(err))
+        except InvalidRequest as err:
+            return _error(422, str(err))
+        except Exception as err:  # the model failed for this batch; the server stays up
+            return _error(500, f"model error: {type(err).__name__}: {err}")
+        return answer.as_dict()
+
+    @app.post("/interactions")
+    async def interactions(body: Interaction):
+        try:
+            version = await service.add_interaction(body.user_id, body.item_id)
+        except InvalidRequest as err:
+            return _error(422, str(err))
+        return {"user_id": body.user_id, "item_id": body.item_id, "user_version": version}
+
+    @app.get("/health")
+    async def health():
+        return {"status": "ok", "model_version": service.model.version, "queue_depth": service.batcher.queue_depth}
+
+    @app.get("/metrics")
+    async def metrics():
+        return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
+
+    return app
+
+
+def _plain(errors: list[dict]) -> list[dict]:
+    """Validation errors without the non-JSON parts pydantic may attach (``ctx``)."""
+    return [{key: e[key] for key in ("type", "loc", "msg") if key in e} for e in errors]
+
+
+class _Collector:
+    """Reads :meth:`RecommendationService.snapshot` at every scrape."""
+
+    def __init__(self, service: RecommendationService) -> None:
+        self.service = service
+
+    def collect(self):
+        snap = self.service.snapshot()
+        counts = snap["counts"]
+        requests = CounterMetricFamily("workbench_requests", "Recommendation requests by outcome", labels=["outcome"])
+        for outcome in OUTCOMES:
+            requests.add_metric([outcome], counts.get(outcome, 0))
+        yield requests
+        yield CounterMetricFamily("workbench_updates", "Online interactions applied", value=counts.get("updates", 0))
+        yield CounterMetricFamily("workbench_cache_hits", "Cache hits", value=snap["cache_hits"])
+        yield CounterMetricFamily("workbench_cache_misses", "Cache misses", value=snap["cache_misses"])
+        yield GaugeMetricFamily("workbench_cache_hit_rate", "Cache hits / lookups", value=snap["cache_hit_rate"])
+        yield GaugeMetricFamily("workbench_queue_depth", "Requests waiting for a batch", value=snap["queue_depth"])
+        sizes = snap["batch_sizes"]
+        bounds = [2**i for i in range(0, max(sizes, default=1).bit_length() + 1)]
+        buckets = [(str(b), sum(n for s, n in sizes.items() if s <= b)) for b in bounds]
+        yield HistogramMetricFamily(
+            "workbench_batch_size", "Requests per model call", buckets=buckets + [("+Inf", sum(sizes.values()))],
+            sum_value=sum(s * n for s, n in sizes.items()),
+        )
+        latency = Metric("workbench_request_latency_seconds", "Answered-request latency (recent window)", "summary")
+        for q, value in snap["latency_quantiles"].items():
+            latency.add_sample("workbench_request_latency_seconds", {"quantile": str(q)}, value)
+        latency.add_sample("workbench_request_latency_seconds_count", {}, counts.get("ok", 0))
+        latency.add_sample("workbench_request_latency_seconds_sum", {}, snap["latency_seconds"])
+        yield latency
+
+
+class ServerThread:
+    """``with ServerThread(app) as server: httpx.get(server.url + "/health")``.
+
+    Binds ``host`` (loopback by default) on ``port`` (0: a free one, bound before the
+    thread starts, so there is no race), runs uvicorn in a daemon thread and always
+    stops it on exit: graceful shutdown, at most ``grace_s`` seconds.
+    """
+
+    def __init__(self, app: FastAPI, *, host: str = "127.0.0.1", port: int = 0, grace_s: float = 10.0) -> None:
+        self.app, self.host, self.port, self.grace_s = app, host, port, grace_s
+        self.server: uvicorn.Server | None = None
+        self._thread: threading.Thread | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    def start(self, *, timeout_s: float = 30.0) -> "ServerThread":
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((self.host, self.port))
+        self.port = sock.getsockname()[1]
+        config = uvicorn.Config(self.app, log_level="warning", access_log=False, lifespan="on",
+                                timeout_graceful_shutdown=self.grace_s)
+        self.server = uvicorn.Server(config)
+        self._thread = threading.Thread(target=self.server.run, kwargs={"sockets": [sock]}, daemon=True, name="uvicorn")
+        self._thread.start()
+        deadline = time.monotonic() + timeout_s
+        while not self.server.started:
+            if not self._thread.is_alive() or time.monotonic() > deadline:
+                self.stop()
+                raise RuntimeError(f"server on {self.url} did not start within {timeout_s} s")
+            time.sleep(0.01)
+        return self
+
+    def stop(self) -> None:
+        """Graceful shutdown; returns once the server thread has finished."""
+        if self.server is not None:
+            self.server.should_exit = True
+        if self._thread is not None:
+            self._thread.join(self.grace_s + 10)
+            if self._thread.is_alive():
+                self.server.force_exit = True
+                self._thread.join(5)
+
+    def __enter__(self) -> "ServerThread":
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+
+# -- models and the command line --------------------------------------------------------
+
+
+def build_model(name: str, interactions: pd.DataFrame, *, epochs: int = 5, max_length: int = 200,
+                checkpoint: str | None = None, seed: int = 0, device: str = "cpu"):
+    """Fit model ``name`` (one of :data:`MODELS`) on ``interactions``, or load a
+    sequential model's ``checkpoint``. ``epochs`` and ``max_length`` apply to the
+    sequential models only."""
+    if name == "popularity":
+        from workbench.models.popularity import Popularity
+
+        return Popularity().fit(interactions)
+    if name == "ease":
+        from workbench.models.ease import EASE
+
+        return EASE(device=device).fit(interactions)
+    if name == "itemknn":
+        from workbench.models.knn import ItemKNN
+
+        return ItemKNN().fit(interactions)
+    if name == "ials":
+        from workbench.models.ials import IALS
+
+        return IALS(seed=seed, device=device).fit(interactions)
+    if name in ("sasrec", "bert4rec"):
+        if name == "sasrec":
+            from workbench.models.sasrec import SASRec as cls, SASRecConfig as config_class
+        else:
+            from workbench.models.bert4rec import BERT4Rec as cls, BERT4RecConfig as config_class
+        if checkpoint is not None:
+            return cls.load(checkpoint, device=device)
+        config = config_class(epochs=epochs, max_length=max_length, seed=seed, device=device)
+        return cls(config).fit(interactions)
+    raise ValueError(f"unknown model {name!r}; choose one of {', '.join(MODELS)}")
+
+
+def serve(args) -> int:
+    """``workbench serve``: load data, fit (or load) the model, serve until Ctrl+C."""
+    from workbench import datasets
+    from workbench.servable import servable
+    from workbench.serving import ServingConfig
+
+    data = datasets.load(args.dataset, path=args.data_path, size=args.synthetic_size, seed=args.seed)
+    model = build_model(args.model, data.interactions, epochs=args.epochs, checkpoint=args.checkpoint, seed=args.seed)
+    config = ServingConfig(max_batch_size=args.max_batch_size, max_wait_ms=args.max_wait_ms, max_queue=args.max_queue,
+                           timeout_ms=args.timeout_ms, cache_size=args.cache_size)
+    app = create_app(RecommendationService(servable(model), config))
+    uvicorn.run(app, host=args.host, port=args.port, log_level="info", timeout_graceful_shutdown=10)
+    return 0
