@@ -1,5 +1,12 @@
 """Recommenders behind one interface (:class:`Recommender`)."""
 
 from workbench.models.base import NotFittedError, Recommender, topk_blocked
+from workbench.models.blend import Blend
+from workbench.models.bpr import BPR
+from workbench.models.ease import EASE
+from workbench.models.ials import IALS
+from workbench.models.knn import ItemKNN
+from workbench.models.popularity import Popularity
 
 __all__ = ["NotFittedError", "Recommender", "topk_blocked"]
+__all__ += ["BPR", "EASE", "IALS", "Blend", "ItemKNN", "Popularity"]

