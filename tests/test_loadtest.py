@@ -1,0 +1,176 @@
+"""The load generator: bounded in count and time, exact outcome accounting (nothing lost or
+misrouted), in-process and over HTTP, and the freshness measurement."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import httpx
+import numpy as np
+import pytest
+
+from workbench import loadtest
+from workbench.servable import Recommendation
+from workbench.service import ServerThread, create_app
+from workbench.serving import RecommendationService, ServingConfig
+
+
+class _Identity:
+    def ids(self, indices):
+        return np.asarray(indices)
+
+
+class Shifted:
+    """The servable protocol: user u's list is u+1..u+k plus its update count, seen
+    items skipped; each batch sleeps ``delay_s``. Item ids are their indices."""
+
+    n_items = 500
+    version = "shifted-1"
+    items = _Identity()
+
+    def __init__(self, delay_s: float = 0.0):
+        self.delay_s = delay_s
+        self.updates: dict[int, int] = {}
+        self.seen: dict[int, set[int]] = {}
+
+    def knows(self, user):
+        return True
+
+    def cold_start(self, user, k):  # pragma: no cover - every user is known
+        raise AssertionError
+
+    def recommend_batch(self, requests):
+        time.sleep(self.delay_s)
+        out = []
+        for u, k in requests:
+            v = self.updates.get(u, 0)
+            items = tuple(i for i in range(u + v + 1, u + v + 1 + k + len(self.seen.get(u, ()))) if i not in self.seen.get(u, ()))
+            out.append(Recommendation(u, items[:k], (1.0,) * k, False, self.version, v))
+        return out
+
+    def add_interaction(self, user, item):
+        self.seen.setdefault(user, set()).add(item)
+        self.updates[user] = self.updates.get(user, 0) + 1
+        return self.updates[user]
+
+    def history(self, user):
+        return np.asarray(sorted(self.seen.get(user, ())), dtype=np.int64)
+
+
+def run(coro):
+    return asyncio.run(asyncio.wait_for(coro, 60))
+
+
+def test_closed_loop_in_process_is_bounded_by_count_and_accounts_for_everything():
+    async def main():
+        async with RecommendationService(Shifted(), ServingConfig(max_wait_ms=1, cache_size=0)) as service:
+            return await loadtest.closed_loop(loadtest.service_caller(service), range(50), concurrency=8,
+                                              requests=300, duration_s=30)
+
+    result = run(main())
+    assert result.sent == 300 and result.outcomes == {"ok": 300, "lost": 0}
+    assert len(result.latencies_ms) == 300 and result.throughput > 0
+    row = result.summary()
+    assert row["mode"] == "closed" and row["level"] == 8 and row["p50_ms"] <= row["p99_ms"]
+
+
+def test_closed_loop_stops_at_its_duration():
+    async def main():
+        async with RecommendationService(Shifted(delay_s=0.01), ServingConfig(max_batch_size=1)) as service:
+            return await loadtest.closed_loop(loadtest.service_caller(service), range(50), concurrency=2,
+                                              requests=100_000, duration_s=0.3)
+
+    result = run(main())
+    assert 0 < result.sent < 100_000 and result.duration_s < 15
+    assert sum(v for v in result.outcomes.values()) == result.sent
+
+
+def test_open_loop_overload_every_request_is_answered_or_rejected():
+    config = ServingConfig(max_batch_size=1, max_wait_ms=0, max_queue=4, timeout_ms=None, cache_size=0)
+
+    async def main():
+        async with RecommendationService(Shifted(delay_s=0.01), config) as service:
+            return await loadtest.open_loop(loadtest.service_caller(service), range(50), rate=2000,
+                                            requests=300, duration_s=5)
+
+    result = run(main())
+    outcomes = result.outcomes
+    assert outcomes.get("rejected", 0) > 0 and outcomes.get("ok", 0) > 0
+    assert outcomes["ok"] + outcomes["rejected"] == result.sent  # no timeouts, errors, lost or misrouted
+    assert outcomes["lost"] == 0 and "misrouted" not in outcomes
+
+
+def test_requests_unanswered_after_the_drain_are_counted_lost():
+    async def never(user, k):
+        await asyncio.sleep(3600)
+
+    async def main():
+        return await loadtest.open_loop(never, [1], rate=1000, requests=5, duration_s=1, drain_s=0.1)
+
+    result = run(main())
+    assert result.sent == 5 and result.outcomes == {"lost": 5}
+
+
+def test_misrouted_answers_are_counted():
+    class Wrong:
+        async def recommend(self, user, k):
+            return Recommendation(user + 1, (), (), False, "v", 0)
+
+    async def main():
+        return await loadtest.closed_loop(loadtest.service_caller(Wrong()), [1, 2], concurrency=2, requests=10)
+
+    assert run(main()).outcomes == {"misrouted": 10, "lost": 0}
+
+
+def test_http_closed_and_open_loop_against_the_server():
+    with ServerThread(create_app(RecommendationService(Shifted(), ServingConfig(max_wait_ms=1)))) as server:
+        async def main():
+            async with httpx.AsyncClient(base_url=server.url, timeout=10) as client:
+                call = loadtest.http_caller(client)
+                closed = await loadtest.closed_loop(call, range(20), concurrency=4, requests=100, duration_s=20)
+                opened = await loadtest.open_loop(call, range(20), rate=200, requests=50, duration_s=20)
+                invalid = await call(-1, 3)
+                return closed, opened, invalid
+
+        closed, opened, invalid = run(main())
+    assert closed.outcomes == {"ok": 100, "lost": 0}
+    assert opened.outcomes == {"ok": 50, "lost": 0}
+    assert invalid == "invalid"
+
+
+def test_freshness_every_update_is_reflected_in_the_next_answer():
+    model = Shifted()
+
+    async def main():
+        async with RecommendationService(model, ServingConfig(max_wait_ms=1)) as service:
+            await service.recommend(3, 5)  # cached before the update
+            return await loadtest.freshness(service, [(3, 4), (3, 6), (7, 9)], k=5)
+
+    table = run(main())
+    assert table["reflected"].all() and len(table) == 3
+    assert (table["fresh_ms"] >= table["update_ms"]).all()
+
+
+def test_update_pairs_pick_unseen_items():
+    model = Shifted()
+    model.add_interaction(1, 0)
+    pairs = loadtest.update_pairs(model, [1, 2], 20, seed=0)
+    assert len(pairs) == 20 and all(item not in model.seen.get(user, ()) for user, item in pairs)
+
+
+def test_sweep_and_run_sync_work_inside_a_running_loop():
+    setups = {"per-request": ServingConfig(max_batch_size=1, cache_size=0), "batching": ServingConfig(max_wait_ms=1)}
+
+    async def inside_a_loop():  # like a Jupyter cell or a widget callback
+        return loadtest.sweep(Shifted(), setups, range(30), [1, 4], requests=40, duration_s=5)
+
+    table = asyncio.run(inside_a_loop())
+    assert list(table["setup"]) == ["per-request", "per-request", "batching", "batching"]
+    assert (table["ok"] == 40).all() and (table["lost"] == 0).all()
+    assert table.loc[0, "batch_sizes"] == {1: 40} and table.loc[0, "mean_batch"] == 1.0
+
+
+def test_inprocess_rejects_an_unknown_mode():
+    with pytest.raises(ValueError, match="mode"):
+        run(loadtest.inprocess(Shifted(), ServingConfig(), [1], mode="sideways"))

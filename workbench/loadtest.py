@@ -1,0 +1,257 @@
+"""Load generation for the recommendation service, over HTTP or in-process.
+
+- :func:`closed_loop` -- ``concurrency`` clients, each sending its next request when the
+  last one is answered (throughput at a fixed number of outstanding requests);
+- :func:`open_loop` -- Poisson arrivals at ``rate`` requests/s whatever the answers do
+  (what overload looks like);
+- a *caller* sends one request and names its outcome: :func:`http_caller` (httpx, the
+  whole web stack) or :func:`service_caller` (the service itself, no HTTP), which
+  separates model and batching time from web overhead;
+- :func:`freshness` -- time from ``add_interaction`` to the first answer that reflects it.
+
+Every run is bounded by a request count *and* a duration; requests still unanswered
+``drain_s`` after the end are cancelled and counted ``lost``. Outcomes: ``ok``,
+``rejected`` (503), ``timeout`` (504 or client timeout), ``invalid`` (422), ``error``
+(other), ``refused`` (no connection), ``misrouted`` (an answer for another user).
+:func:`run_sync` runs any of these from plain code, a notebook or a widget callback.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import time
+from dataclasses import dataclass, field
+from typing import Awaitable, Callable, Sequence
+
+import numpy as np
+import pandas as pd
+
+from workbench.batching import Overloaded, RequestTimeout, ShuttingDown
+from workbench.serving import InvalidRequest, RecommendationService
+
+#: (user_id, k) -> outcome name
+Caller = Callable[[int, int], Awaitable[str]]
+OUTCOMES = ("ok", "rejected", "timeout", "invalid", "error", "refused", "misrouted")
+_STATUS = {503: "rejected", 504: "timeout", 422: "invalid"}
+
+
+def http_caller(client) -> Caller:
+    """A caller for ``GET /recommend/{user_id}`` through an ``httpx.AsyncClient``
+    whose ``base_url`` is the service."""
+    import httpx
+
+    async def call(user_id: int, k: int) -> str:
+        try:
+            response = await client.get(f"/recommend/{user_id}", params={"k": k})
+        except httpx.TimeoutException:
+            return "timeout"
+        except httpx.TransportError:
+            return "refused"
+        if response.status_code == 200:
+            return "ok" if response.json()["user_id"] == user_id else "misrouted"
+        return _STATUS.get(response.status_code, "error")
+
+    return call
+
+
+def service_caller(service: RecommendationService) -> Caller:
+    """A caller that awaits ``service.recommend`` directly (no HTTP)."""
+
+    async def call(user_id: int, k: int) -> str:
+        try:
+            answer = await service.recommend(user_id, k)
+        except (Overloaded, ShuttingDown):
+            return "rejected"
+        except RequestTimeout:
+            return "timeout"
+        except InvalidRequest:
+            return "invalid"
+        except Exception:
+            return "error"
+        return "ok" if answer.user_id == user_id else "misrouted"
+
+    return call
+
+
+@dataclass(frozen=True)
+class LoadResult:
+    """One run: ``sent`` requests, their ``outcomes`` (counts, ``lost`` included) and
+    the latencies of the answered ones (ms) over ``duration_s`` seconds."""
+
+    mode: str  # "closed" or "open"
+    level: float  # concurrency (closed) or target rate in requests/s (open)
+    duration_s: float
+    sent: int
+    outcomes: dict[str, int]
+    latencies_ms: np.ndarray = field(repr=False)
+
+    @property
+    def throughput(self) -> float:
+        """Answered (``ok``) requests per second."""
+        return self.outcomes.get("ok", 0) / self.duration_s if self.duration_s > 0 else 0.0
+
+    def summary(self) -> dict:
+        """One flat row: mode, level, throughput, p50/p95/p99 (ms), outcome counts."""
+        lat = self.latencies_ms
+        q = np.quantile(lat, [0.5, 0.95, 0.99]) if len(lat) else [np.nan] * 3
+        return {
+            "mode": self.mode, "level": self.level, "sent": self.sent, "duration_s": round(self.duration_s, 3),
+            "throughput_rps": self.throughput, "p50_ms": q[0], "p95_ms": q[1], "p99_ms": q[2],
+            **{name: self.outcomes.get(name, 0) for name in (*OUTCOMES, "lost")},
+        }
+
+
+class _Tally:
+    def __init__(self) -> None:
+        self.sent = 0
+        self.outcomes: dict[str, int] = {}
+        self.latencies: list[float] = []
+
+    async def one(self, call: Caller, user_id: int, k: int) -> None:
+        started = time.perf_counter()
+        outcome = await call(user_id, k)
+        self.outcomes[outcome] = self.outcomes.get(outcome, 0) + 1
+        if outcome == "ok":
+            self.latencies.append((time.perf_counter() - started) * 1000)
+
+    def result(self, mode: str, level: float, duration_s: float, lost: int) -> LoadResult:
+        return LoadResult(mode, level, duration_s, self.sent, {**self.outcomes, "lost": lost},
+                          np.asarray(self.latencies, dtype=np.float64))
+
+
+async def _finish(tasks: list[asyncio.Task], drain_s: float) -> int:
+    """Wait up to ``drain_s`` for ``tasks``; cancel the rest and return how many."""
+    if not tasks:
+        return 0
+    _, pending = await asyncio.wait(tasks, timeout=drain_s)
+    for task in pending:
+        task.cancel()
+    await asyncio.gather(*pending, return_exceptions=True)
+    return len(pending)
+
+
+async def closed_loop(call: Caller, users: Sequence[int], *, concurrency: int, requests: int = 2000,
+                      duration_s: float = 5.0, k: int = 10, seed: int = 0, drain_s: float = 10.0) -> LoadResult:
+    """``concurrency`` clients each send requests back to back for random ``users``
+    until ``requests`` have been sent or ``duration_s`` has passed."""
+    rng = np.random.default_rng(seed)
+    picks = rng.choice(np.asarray(users), size=requests)
+    tally, started = _Tally(), time.perf_counter()
+    deadline = started + duration_s
+    in_flight = 0  # counted by the clients, so lost requests are known exactly
+
+    async def client() -> None:
+        nonlocal in_flight
+        while tally.sent < requests and time.perf_counter() < deadline:
+            user = int(picks[tally.sent])
+            tally.sent += 1
+            in_flight += 1
+            await tally.one(call, user, k)
+            in_flight -= 1
+
+    tasks = [asyncio.ensure_future(client()) for _ in range(concurrency)]
+    _, pending = await asyncio.wait(tasks, timeout=duration_s + drain_s)
+    for task in pending:
+        task.cancel()
+    await asyncio.gather(*pending, return_exceptions=True)
+    return tally.result("closed", concurrency, time.perf_counter() - started, lost=in_flight)
+
+
+async def open_loop(call: Caller, users: Sequence[int], *, rate: float, requests: int = 2000,
+                    duration_s: float = 5.0, k: int = 10, seed: int = 0, drain_s: float = 10.0) -> LoadResult:
+    """Poisson arrivals at ``rate`` requests/s for random ``users``, each request in its
+    own task, until ``requests`` have been sent or ``duration_s`` has passed."""
+    rng = np.random.default_rng(seed)
+    arrivals = np.cumsum(rng.exponential(1.0 / rate, size=requests))  # seconds from start
+    picks = rng.choice(np.asarray(users), size=requests)
+    tally, started = _Tally(), time.perf_counter()
+    tasks = []
+    for at, user in zip(arrivals, picks):
+        if at > duration_s:
+            break
+        delay = started + at - time.perf_counter()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        tally.sent += 1
+        tasks.append(asyncio.ensure_future(tally.one(call, int(user), k)))
+    lost = await _finish(tasks, drain_s)
+    return tally.result("open", rate, time.perf_counter() - started, lost=lost)
+
+
+async def freshness(service: RecommendationService, updates: Sequence[tuple[int, int]], *, k: int = 10) -> pd.DataFrame:
+    """For each ``(user_id, item_id)``: apply it, then ask for the user's top-``k``.
+
+    Returns one row per update: ``update_ms`` (applying it), ``fresh_ms`` (from the
+    update call to the answer), ``reflected`` (the answer counts the update and no
+    longer recommends the item).
+    """
+    rows = []
+    for user, item in updates:
+        started = time.perf_counter()
+        version = await service.add_interaction(user, item)
+        applied = time.perf_counter()
+        answer = await service.recommend(user, k)
+        done = time.perf_counter()
+        rows.append({
+            "user_id": user, "item_id": item, "update_ms": (applied - started) * 1000,
+            "fresh_ms": (done - started) * 1000,
+            "reflected": answer.user_version >= version and item not in answer.items,
+        })
+    return pd.DataFrame(rows)
+
+
+def update_pairs(model, users: Sequence[int], n: int, *, seed: int = 0) -> list[tuple[int, int]]:
+    """``n`` (user_id, item_id) pairs: random ``users``, each with an item not yet in
+    their history (for :func:`freshness`); ``model`` is a ServableModel."""
+    rng = np.random.default_rng(seed)
+    pairs = []
+    for user in rng.choice(np.asarray(users), size=n):
+        seen = set(model.history(int(user)).tolist())
+        free = [i for i in rng.permutation(model.n_items)[: len(seen) + 10] if i not in seen]
+        pairs.append((int(user), int(model.items.ids([free[0]])[0])))
+    return pairs
+
+
+def run_sync(make: Callable[[], Awaitable]):
+    """Run the coroutine ``make()`` on a fresh event loop in a worker thread and return
+    its result; works where a loop is already running (Jupyter, widget callbacks)."""
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        return pool.submit(lambda: asyncio.run(make())).result()
+
+
+async def inprocess(model, config, users: Sequence[int], *, mode: str = "closed", level: float = 16,
+                    requests: int = 2000, duration_s: float = 5.0, k: int = 10, seed: int = 0) -> tuple[LoadResult, dict]:
+    """Start a :class:`RecommendationService` for ``model`` (a ServableModel) with
+    ``config``, run one closed- or open-loop load at ``level`` against it without HTTP,
+    stop it; returns the load result and the service's final snapshot."""
+    if mode not in ("closed", "open"):
+        raise ValueError(f"mode must be 'closed' or 'open', got {mode!r}")
+    async with RecommendationService(model, config) as service:
+        call = service_caller(service)
+        if mode == "closed":
+            result = await closed_loop(call, users, concurrency=int(level), requests=requests,
+                                       duration_s=duration_s, k=k, seed=seed)
+        else:
+            result = await open_loop(call, users, rate=level, requests=requests, duration_s=duration_s, k=k, seed=seed)
+        snapshot = service.snapshot()
+    return result, snapshot
+
+
+def sweep(model, setups: dict, users: Sequence[int], levels: Sequence[int], *, requests: int = 2000,
+          duration_s: float = 5.0, k: int = 10, seed: int = 0) -> pd.DataFrame:
+    """Closed-loop latency-throughput curves: every ServingConfig in ``setups`` (name ->
+    config) at every concurrency in ``levels``, in-process. One row per run: ``setup``,
+    the :meth:`LoadResult.summary` columns, ``cache_hit_rate``, ``mean_batch`` and
+    ``batch_sizes`` (size -> model calls)."""
+    rows = []
+    for name, config in setups.items():
+        for level in levels:
+            result, snap = run_sync(lambda: inprocess(model, config, users, level=level, requests=requests,
+                                                      duration_s=duration_s, k=k, seed=seed))
+            sizes = snap["batch_sizes"]
+            calls = sum(sizes.values())
+            rows.append({"setup": name, **result.summary(), "cache_hit_rate": snap["cache_hit_rate"],
+                         "mean_batch": sum(s * n for s, n in sizes.items()) / calls if calls else np.nan,
+                         "batch_sizes": sizes})
+    return pd.DataFrame(rows)
