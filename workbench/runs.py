@@ -302,18 +302,20 @@ def execute(
     *,
     smoke: bool = False,
     progress_bar: bool = False,
+    name: str | None = None,
 ) -> RunRecord:
     """Execute one notebook with papermill into ``out_dir`` and write its sidecar.
 
     A failing notebook does not raise: its record has ``status="failed"`` and the
     failing cell's index, error name and message. Nothing in ``out_dir`` is overwritten.
+    ``name`` sets the output's file stem (default: the notebook's own).
     """
     import papermill as pm
     from papermill.exceptions import PapermillExecutionError
 
     notebook, out_dir = Path(notebook), Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    output = out_dir / notebook.name
+    output = out_dir / f"{name or notebook.stem}.ipynb"
     sidecar = output.with_suffix(".json")
     if output.exists() or sidecar.exists():
         raise FileExistsError(f"{output} already exists; runs never overwrite an earlier run")
@@ -330,6 +332,7 @@ def execute(
         except Exception as err:  # kernel died, bad parameters...: still a record
             error = {"cell_index": None, "ename": type(err).__name__, "evalue": str(err), "notebook": str(notebook)}
     rec = read_notebook(output) if output.exists() else RunRecord(notebook=notebook.stem)
+    rec.notebook = notebook.stem
     rec.wall_time_s = round(time.perf_counter() - t0, 3)
     if error is not None:
         rec.status, rec.error = "failed", error
@@ -342,7 +345,7 @@ def _write_sidecar(rec: RunRecord, sidecar: Path) -> None:
     files = {}
     for name, png in rec.figures.items():
         fig_dir.mkdir(exist_ok=True)
-        rel = f"figures/{rec.notebook}__{_slug(name)}.png"
+        rel = f"figures/{sidecar.stem}__{_slug(name)}.png"
         atomic_write(sidecar.parent / rel, png)
         files[name] = rel
     payload = {
@@ -392,6 +395,7 @@ def run_all(
     """
     import papermill as pm
 
+    from workbench import store
     from workbench.report import write_report
 
     paths = [Path(p) for p in selected] if selected else notebooks()
@@ -406,5 +410,6 @@ def run_all(
         if progress:
             progress(path)
         records.append(execute(path, run_dir, params, smoke=smoke))
+        store.add(Path(runs_dir) / store.DB_NAME, run_dir / f"{path.stem}.json", root=runs_dir)
     write_report(run_dir)
     return run_dir, records
