@@ -7,7 +7,8 @@ BIN := $(VENV)/bin
 # Which torch to install when none is present; e.g. TORCH_SPEC="torch==2.13.0", or a CPU
 # wheel from https://download.pytorch.org/whl/cpu to avoid a multi-GB CUDA build.
 TORCH_SPEC ?= torch
-TEST_MARKERS ?= not slow and not gpu and not network and not browser
+# browser tests skip by themselves where no Chromium is installed
+TEST_MARKERS ?= not slow and not gpu and not network
 
 .PHONY: setup run test test-slow lab clean-venv
 
