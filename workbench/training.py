@@ -1,0 +1,435 @@
+"""The training loop shared by the sequential recommenders, and their checkpoint files.
+
+:func:`train` runs AdamW with linear warm-up, gradient clipping, mixed precision where it
+pays (bf16 autocast on CUDA; plain float32 on CPU, where bf16 is slower on most chips),
+a ``tqdm.auto`` progress bar, and early stopping on a validation score (higher is
+better): it keeps the best weights and restores them at the end. It returns the
+per-epoch curves; it never prints or plots.
+
+A checkpoint is a folder with ``model.safetensors`` (tensors) and ``config.json``
+(everything else), written by :func:`save_checkpoint` and read by
+:func:`load_checkpoint`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import json
+import math
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Callable, Iterable
+
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+import torch
+from safetensors.torch import load_file, save_file
+from tqdm.auto import tqdm
+
+from workbench.devices import resolve_device
+from workbench.matrix import IndexMap, interaction_matrix
+from workbench.schema import ITEM, TIMESTAMP, USER, require_columns
+from workbench.sequential import full_ranks, histories, rank_metrics, windows
+
+WEIGHTS_FILE = "model.safetensors"
+CONFIG_FILE = "config.json"
+
+
+@dataclass(frozen=True, kw_only=True)
+class LoopOptions:
+    """How :func:`train` optimises; the sequential configs carry the same names."""
+
+    epochs: int = 100
+    learning_rate: float = 1e-3
+    weight_decay: float = 0.0  # AdamW decay of matrices (biases and norms never decay)
+    warmup_steps: int = 100  # linear learning-rate warm-up, in optimiser steps
+    clip_norm: float = 1.0  # max global gradient norm
+    patience: int = 5  # validations without improvement before stopping
+    eval_every: int = 1  # validate every this many epochs (and after the last)
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class TrainingResult:
+    """``curves``: one row per epoch (``epoch``, ``train_loss``, ``valid_score`` -- NaN
+    where not validated -- and cumulative ``seconds``); the best validated epoch."""
+
+    curves: pd.DataFrame
+    best_epoch: int
+    best_score: float
+    stopped_early: bool
+
+
+def autocast(device: torch.device) -> contextlib.AbstractContextManager:
+    """bf16 autocast on CUDA when the GPU supports it, else a no-op (float32)."""
+    if device.type == "cuda" and torch.cuda.is_bf16_supported():
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+def _optimizer(network: torch.nn.Module, options: LoopOptions) -> torch.optim.Optimizer:
+    params = [p for p in network.parameters() if p.requires_grad]
+    groups = [
+        {"params": [p for p in params if p.dim() >= 2], "weight_decay": options.weight_decay},
+        {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0},
+    ]
+    return torch.optim.AdamW(groups, lr=options.learning_rate)
+
+
+def _epoch(network, batches: Iterable[Any], loss: Callable[[Any], torch.Tensor], optimizer, schedule, options, device) -> float:
+    network.train()
+    total, steps = 0.0, 0
+    for batch in batches:
+        with autocast(device):
+            value = loss(batch)
+        optimizer.zero_grad(set_to_none=True)
+        value.backward()
+        torch.nn.utils.clip_grad_norm_(network.parameters(), options.clip_norm)
+        optimizer.step()
+        schedule.step()
+        total, steps = total + float(value.detach()), steps + 1
+    return total / max(steps, 1)
+
+
+def train(
+    network: torch.nn.Module,
+    *,
+    batches: Callable[[np.random.Generator], Iterable[Any]],
+    loss: Callable[[Any], torch.Tensor],
+    validate: Callable[[], float] | None,
+    options: LoopOptions,
+    progress: bool = True,
+    description: str = "training",
+) -> TrainingResult:
+    """Optimise ``loss`` over ``batches(rng)`` (one epoch per call) for ``options.epochs``.
+
+    ``validate()`` (run under ``inference_mode`` with the network in eval mode) returns a
+    score to maximise; after ``options.patience`` validations without improvement the
+    loop stops, and the best weights are restored. Without ``validate`` the last epoch's
+    weights are kept. Seeds torch and the batch RNG with ``options.seed``.
+    """
+    device = next(network.parameters()).device
+    torch.manual_seed(options.seed)
+    rng = np.random.default_rng(options.seed)
+    optimizer = _optimizer(network, options)
+    warmup = max(options.warmup_steps, 1)
+    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: min(1.0, (step + 1) / warmup))
+    best_score, best_epoch, best_state, waited, stopped = -math.inf, 0, None, 0, False
+    rows, started = [], time.perf_counter()
+    bar = tqdm(range(1, options.epochs + 1), desc=description, disable=not progress, leave=False)
+    for epoch in bar:
+        train_loss = _epoch(network, batches(rng), loss, optimizer, schedule, options, device)
+        score = math.nan
+        if validate is not None and (epoch % options.eval_every == 0 or epoch == options.epochs):
+            network.eval()
+            with torch.inference_mode(), autocast(device):
+                score = float(validate())
+            if score > best_score:
+                best_score, best_epoch, waited = score, epoch, 0
+                best_state = copy.deepcopy(network.state_dict())
+            else:
+                waited += 1
+        rows.append({"epoch": epoch, "train_loss": train_loss, "valid_score": score, "seconds": time.perf_counter() - started})
+        bar.set_postfix(loss=f"{train_loss:.3f}", valid=f"{best_score:.4f}")
+        if waited >= options.patience:
+            stopped = True
+            break
+    if best_state is not None:
+        network.load_state_dict(best_state)
+    else:
+        best_epoch = len(rows)
+    network.eval()
+    return TrainingResult(pd.DataFrame(rows), best_epoch, best_score, stopped)
+
+
+def save_checkpoint(path: str | Path, tensors: dict[str, torch.Tensor], config: dict[str, Any]) -> Path:
+    """Write ``tensors`` (safetensors) and ``config`` (JSON) into the folder ``path``."""
+    path = Path(path)
+    path.mkdir(parents=True, exist_ok=True)
+    save_file({name: t.detach().cpu().contiguous() for name, t in tensors.items()}, str(path / WEIGHTS_FILE))
+    (path / CONFIG_FILE).write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
+    return path
+
+
+def load_checkpoint(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """Read a folder written by :func:`save_checkpoint` -> ``(tensors, config)``."""
+    path = Path(path)
+    for name in (WEIGHTS_FILE, CONFIG_FILE):
+        if not (path / name).is_file():
+            raise FileNotFoundError(f"{path}: no {name}; not a checkpoint folder")
+    return load_file(str(path / WEIGHTS_FILE)), json.loads((path / CONFIG_FILE).read_text())
+
+
+# -- the machinery both sequential recommenders share -----------------------------------
+
+
+@dataclass(frozen=True, kw_only=True)
+class SequentialConfig(LoopOptions):
+    """Hyper-parameters common to the sequential models (plus :class:`LoopOptions`).
+
+    ``max_length``: the most recent items a model reads (longer histories are truncated,
+    keeping the most recent); ``k``: the cut-off of the early-stopping metric nDCG@k and
+    the default list length; ``device``: "auto", "cpu", "cuda" or "mps".
+    """
+
+    embedding_size: int = 64
+    layers: int = 2
+    heads: int = 2
+    max_length: int = 200
+    dropout: float = 0.2
+    batch_size: int = 64
+    k: int = 10
+    device: str = "auto"
+
+    def __post_init__(self) -> None:
+        name = type(self).__name__
+        for field in ("embedding_size", "layers", "heads", "max_length", "batch_size", "k", "epochs", "eval_every", "patience"):
+            if not (isinstance(getattr(self, field), int) and getattr(self, field) >= 1):
+                raise ValueError(f"{name}: {field} must be a positive integer, got {getattr(self, field)!r}")
+        if self.embedding_size % self.heads:
+            raise ValueError(f"{name}: embedding_size {self.embedding_size} is not divisible by heads {self.heads}")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ValueError(f"{name}: dropout must be in [0, 1), got {self.dropout!r}")
+        if not self.learning_rate > 0:
+            raise ValueError(f"{name}: learning_rate must be > 0, got {self.learning_rate!r}")
+
+
+class SequentialModel:
+    """Fit, score, recommend and checkpoint a next-item model over item-index sequences.
+
+    Mixed in before :class:`~workbench.models.base.Recommender` by BERT4Rec and SASRec,
+    which supply ``config_class``; ``_build(n_items)``, a network with a ``bert``
+    (``transformers.BertModel``) and ``attentions(tokens)``; ``_batches(rng)`` and
+    ``_loss(batch)`` for training; ``context_length``, ``tokens(sequences)`` (a dict of
+    padded tensors) and ``score_tokens(**tokens)`` -> (B, n_items) for inference. The
+    last two are the tensor-level path to benchmark: ``score_tokens`` runs one forward
+    pass with no Python loop over rows.
+
+    Histories are lists of item ids, oldest first. Bad input, the same everywhere:
+
+    - longer than ``context_length``: only the most recent items are read (all of them
+      are still excluded from the recommendations);
+    - empty: scored by training popularity (``log(1 + count)``), nothing excluded;
+    - unknown item ids: ``unknown="error"`` raises :class:`~workbench.matrix.UnknownIdError`,
+      ``unknown="skip"`` drops them from the history;
+    - ``k`` larger than the catalogue: ``ValueError``.
+    """
+
+    config_class: type[SequentialConfig] = SequentialConfig
+    #: rows per forward pass when scoring many histories (bounds memory, not a result)
+    inference_batch_size: int = 256
+
+    def __init__(self, config: SequentialConfig | None = None) -> None:
+        config = self.config_class() if config is None else config
+        if not isinstance(config, self.config_class):
+            raise TypeError(f"{type(self).__name__} needs a {self.config_class.__name__}, got {type(config).__name__}")
+        self.config = config
+
+    # -- fitting ---------------------------------------------------------------------
+
+    def fit(self, interactions: pd.DataFrame, *, validation: pd.DataFrame | None = None, progress: bool = False):
+        """Train on each user's time-ordered items; early-stop on ``validation``.
+
+        ``validation`` holds one (``user_id``, ``item_id``) row per user: the item that
+        followed that user's training items; the loop keeps the epoch with the best
+        full-ranking nDCG@``k`` on it. Without it, all ``epochs`` run. Returns ``self``.
+        """
+        require_columns(interactions, [USER, ITEM, TIMESTAMP], source=f"{type(self).__name__}.fit")
+        if len(interactions) == 0:
+            raise ValueError(f"{type(self).__name__}.fit: no interactions to fit on")
+        self.users = IndexMap.from_ids(interactions[USER], kind="user")
+        self.items = IndexMap.from_ids(interactions[ITEM], kind="item")
+        self.seen = interaction_matrix(interactions, self.users, self.items)
+        self.seen.data[:] = 1.0
+        by_user = histories(interactions)
+        self.sequences_ = [self.items.index(by_user[u]) for u in self.users.ids_]  # per user index, oldest first
+        counts = np.bincount(np.concatenate(self.sequences_), minlength=len(self.items))
+        self.device_ = resolve_device(self.config.device)
+        self.popularity_ = torch.log1p(torch.as_tensor(counts, dtype=torch.float32))  # (n_items,)
+        torch.manual_seed(self.config.seed)
+        self.network = self._build(len(self.items)).to(self.device_)
+        self.result_ = train(
+            self.network,
+            batches=self._batches,
+            loss=self._loss,
+            validate=None if validation is None else self._validator(validation),
+            options=LoopOptions(**{f: getattr(self.config, f) for f in LoopOptions.__dataclass_fields__}),
+            progress=progress,
+            description=type(self).__name__,
+        )
+        return self
+
+    def _fit(self, matrix) -> None:
+        raise TypeError(f"{type(self).__name__} needs time order: call fit(interactions), not _fit(matrix)")
+
+    def _validator(self, validation: pd.DataFrame) -> Callable[[], float]:
+        validation = validation[self.users.contains(validation[USER].to_numpy())]
+        rows = self.users.index(validation[USER].to_numpy())
+        items = validation[ITEM].to_numpy()
+        known = self.items.contains(items)
+        targets = torch.full((len(rows),), -1, dtype=torch.long)
+        targets[torch.as_tensor(known)] = torch.as_tensor(self.items.index(items[known]))
+        seen = self.seen[rows].tocoo()
+        exclude = torch.as_tensor(np.stack([seen.row, seen.col]), dtype=torch.long)
+
+        def validate() -> float:
+            scores = self.score(rows).float().cpu()  # (n_valid, n_items)
+            return rank_metrics(full_ranks(scores, targets, exclude), self.config.k)[f"ndcg@{self.config.k}"]
+
+        return validate
+
+    def training_sequences(self, length: int, *, overlap: int = 0) -> list[np.ndarray]:
+        """Every training user's item indices cut into windows of ``length`` (newest
+        first, see :func:`workbench.sequential.windows`), so long histories are used whole."""
+        return [w for s in self.sequences_ for w in windows(s, length, overlap=overlap)]
+
+    # -- inference -------------------------------------------------------------------
+
+    def encode(self, histories, *, unknown: str = "error") -> list[np.ndarray]:
+        """Item-id histories -> item-index arrays (see the class docstring for ``unknown``)."""
+        if unknown not in ("error", "skip"):
+            raise ValueError(f"unknown must be 'error' or 'skip', got {unknown!r}")
+        out = []
+        for history in histories:
+            ids = np.asarray(history, dtype=np.int64).ravel()
+            if unknown == "skip":
+                ids = ids[self.items.contains(ids)]
+            out.append(self.items.index(ids))
+        return out
+
+    def score_sequences(self, sequences: list[np.ndarray]) -> torch.Tensor:
+        """Item-index histories -> (B, n_items) scores on the model's device."""
+        scores = self.popularity_.to(self.device_).expand(len(sequences), -1).clone()  # (B, n_items)
+        filled = [i for i, s in enumerate(sequences) if len(s)]
+        self.network.eval()
+        with torch.inference_mode():
+            for start in range(0, len(filled), self.inference_batch_size):
+                rows = filled[start : start + self.inference_batch_size]
+                batch = self.tokens([sequences[i] for i in rows])
+                scores[torch.as_tensor(rows, device=self.device_)] = self.score_tokens(**batch).float()
+        return scores
+
+    def score_histories(self, histories, *, unknown: str = "error") -> torch.Tensor:
+        """Histories (lists of item ids, oldest first) -> (B, n_items) next-item scores."""
+        self._check_fitted()
+        return self.score_sequences(self.encode(histories, unknown=unknown))
+
+    def score(self, user_index: np.ndarray) -> torch.Tensor:
+        """(B,) user indices -> (B, n_items): scores given each user's training history."""
+        self._check_fitted()
+        return self.score_sequences([self.sequences_[u] for u in np.asarray(user_index, dtype=np.int64)])
+
+    def recommend_histories(
+        self, histories, k: int | None = None, *, ids=None, exclude_seen: bool = True, unknown: str = "error"
+    ) -> pd.DataFrame:
+        """Top-``k`` next items for each history -> (``user_id``, ``item_id``, ``score``, ``rank``).
+
+        ``ids`` label the rows (default: the position of each history in the list);
+        ``exclude_seen`` drops every item of the history, not only the part read.
+        """
+        from workbench.models.base import topk_blocked, to_frame
+
+        self._check_fitted()
+        sequences = self.encode(histories, unknown=unknown)
+        ids = np.arange(len(sequences)) if ids is None else np.asarray(ids)
+        if len(ids) != len(sequences):
+            raise ValueError(f"{len(ids)} ids for {len(sequences)} histories")
+        exclude = _rows_matrix(sequences, len(self.items)) if exclude_seen else None
+        idx, val = topk_blocked(
+            lambda rows: self.score_sequences([sequences[r] for r in rows]),
+            np.arange(len(sequences)),
+            self.config.k if k is None else k,
+            n_items=len(self.items),
+            exclude=exclude,
+            block_size=self.inference_batch_size,
+        )
+        return to_frame(ids, idx, val, self.items)
+
+    def item_similarity(self, item_index: np.ndarray) -> torch.Tensor:
+        """(B,) item indices -> (B, n_items) cosine similarity of the learned item embeddings."""
+        self._check_fitted()
+        weight = self.network.bert.embeddings.word_embeddings.weight.detach()[1 : len(self.items) + 1]  # (N, C)
+        unit = torch.nn.functional.normalize(weight.float(), dim=1)
+        return unit[torch.as_tensor(item_index, device=unit.device)] @ unit.T
+
+    def attention(self, history, *, unknown: str = "error") -> pd.DataFrame:
+        """How the next-item prediction for one history attends to the items it reads.
+
+        Returns one row per (layer, history item read): ``item_id``, ``steps_back`` (0 =
+        newest), ``layer`` (1 = first) and ``weight`` (mean over heads; per layer, the
+        weights over the items read plus any ``[MASK]`` sum to 1).
+        """
+        self._check_fitted()
+        sequence = self.encode([history], unknown=unknown)[0][-self.context_length :]
+        if not len(sequence):
+            raise ValueError("attention: the history has no item the model knows")
+        tokens = self.tokens([sequence])["tokens"]  # (1, T), no padding for a single row
+        bert = self.network.bert
+        implementation = bert.config._attn_implementation
+        bert.set_attn_implementation("eager")  # sdpa does not return weights
+        try:
+            with torch.inference_mode():
+                layers = self.network.attentions(tokens)  # L x (1, H, T, T)
+        finally:
+            bert.set_attn_implementation(implementation)
+        n = len(sequence)
+        return pd.DataFrame(
+            {
+                ITEM: np.tile(self.items.ids(sequence), len(layers)),
+                "steps_back": np.tile(np.arange(n)[::-1], len(layers)),
+                "layer": np.repeat(np.arange(1, len(layers) + 1), n),
+                "weight": np.concatenate([w[0].mean(0)[-1, :n].float().cpu().numpy() for w in layers]),
+            }
+        )
+
+    # -- checkpoints -----------------------------------------------------------------
+
+    def save(self, path: str | Path) -> Path:
+        """Write weights, id maps and training histories (safetensors) plus config (JSON)."""
+        self._check_fitted()
+        lengths = np.array([len(s) for s in self.sequences_], dtype=np.int64)
+        tensors = {f"network.{name}": t for name, t in self.network.state_dict().items()}
+        tensors.update(
+            users=torch.as_tensor(self.users.ids_),
+            items=torch.as_tensor(self.items.ids_),
+            sequence_items=torch.as_tensor(np.concatenate(self.sequences_)),
+            sequence_lengths=torch.as_tensor(lengths),
+            popularity=self.popularity_,
+        )
+        meta = {"model": type(self).__name__, "config": asdict(self.config), "format": 1,
+                "best_epoch": self.result_.best_epoch, "best_score": self.result_.best_score}
+        return save_checkpoint(path, tensors, meta)
+
+    @classmethod
+    def load(cls, path: str | Path, *, device: str | None = None):
+        """Read a :meth:`save` folder back (optionally onto another ``device``)."""
+        tensors, meta = load_checkpoint(path)
+        if meta.get("model") != cls.__name__:
+            raise ValueError(f"{path} holds a {meta.get('model')!r} checkpoint, not {cls.__name__}")
+        options = meta["config"] if device is None else {**meta["config"], "device": device}
+        model = cls(cls.config_class(**options))
+        model.users = IndexMap(tensors["users"].numpy(), kind="user")
+        model.items = IndexMap(tensors["items"].numpy(), kind="item")
+        lengths = tensors["sequence_lengths"].numpy()
+        model.sequences_ = np.split(tensors["sequence_items"].numpy(), np.cumsum(lengths)[:-1])
+        model.seen = _rows_matrix(model.sequences_, len(model.items))
+        model.popularity_ = tensors["popularity"]
+        model.device_ = resolve_device(model.config.device)
+        model.network = model._build(len(model.items))
+        state = {name.removeprefix("network."): t for name, t in tensors.items() if name.startswith("network.")}
+        model.network.load_state_dict(state)
+        model.network.to(model.device_).eval()
+        model.result_ = TrainingResult(pd.DataFrame(), meta["best_epoch"], meta["best_score"], False)
+        return model
+
+
+def _rows_matrix(sequences: list[np.ndarray], n_items: int):
+    """Binary (len(sequences), n_items) CSR with row ``i`` marking ``sequences[i]``."""
+    rows = np.repeat(np.arange(len(sequences)), [len(s) for s in sequences])
+    cols = np.concatenate(sequences) if len(sequences) else np.empty(0, np.int64)
+    m = sp.csr_matrix((np.ones(len(cols), np.float32), (rows, cols)), shape=(len(sequences), n_items))
+    m.data[:] = 1.0
+    return m
