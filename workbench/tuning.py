@@ -48,6 +48,46 @@ def evaluate(model: Recommender, train: pd.DataFrame, test: pd.DataFrame, *, k: 
     return {**metrics, "fit_seconds": fitted - start, "recommend_seconds": done - fitted}
 
 
+def evaluate_all(
+    models: Mapping[str, Recommender], train: pd.DataFrame, test: pd.DataFrame, *, k: int = 10, progress: bool = True
+) -> pd.DataFrame:
+    """:func:`evaluate` every named model (each is fitted in place); one row per model."""
+    rows = {name: evaluate(model, train, test, k=k) for name, model in tqdm(models.items(), disable=not progress)}
+    return pd.DataFrame.from_dict(rows, orient="index").rename_axis("model")
+
+
+def metric_records(results: pd.DataFrame, k: int) -> dict[str, float]:
+    """Flatten an :func:`evaluate_all` table into named scalars for ``runs.record``:
+    ``"ndcg@10/EASE"`` for ranking metrics, ``"fit_seconds/EASE"`` for timings."""
+    out = {}
+    for model, row in results.iterrows():
+        for metric, value in row.items():
+            name = metric if metric.endswith("_seconds") else f"{metric}@{k}"
+            out[f"{name}/{model}"] = float(value)
+    return out
+
+
+#: Microsoft Recommenders' published ml-100k table (README of recommenders-team/recommenders),
+#: same protocol; NaN where the issue quoting it gives nDCG only.
+PUBLISHED_ML100K = pd.DataFrame(
+    {
+        "ndcg": [0.475, 0.442, 0.420, 0.396, 0.382],
+        "precision": [0.412, 0.388, np.nan, np.nan, 0.331],
+        "recall": [0.219, 0.213, np.nan, np.nan, 0.176],
+        "map": [0.146, 0.132, np.nan, np.nan, 0.111],
+    },
+    index=pd.Index(["BiVAE", "BPR", "LightGCN", "NCF", "SAR"], name="model"),
+)
+
+
+def beside_published(results: pd.DataFrame, columns: Sequence[str] = ("ndcg", "precision", "recall", "map")) -> pd.DataFrame:
+    """Our results and :data:`PUBLISHED_ML100K` in one table, a ``source`` column
+    saying which is which, sorted by nDCG."""
+    ours = results[list(columns)].assign(source="workbench")
+    theirs = PUBLISHED_ML100K[list(columns)].assign(source="Microsoft Recommenders")
+    return pd.concat([ours, theirs]).sort_values(columns[0], ascending=False)
+
+
 def grid_search(
     make: Callable[..., Recommender],
     options: Mapping[str, Sequence],
