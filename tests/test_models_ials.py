@@ -8,8 +8,7 @@ import pytest
 import scipy.sparse as sp
 import torch
 
-from workbench.models import ials
-from workbench.models.ials import IALS, cg_sweep
+from workbench.models.ials import IALS, cg_sweep, sparse_pattern
 
 
 def random_binary(n_rows: int, n_cols: int, density: float, seed: int) -> sp.csr_matrix:
@@ -31,7 +30,7 @@ def exact_solution(matrix: sp.csr_matrix, y: torch.Tensor, reg: float, alpha: fl
 
 def test_enough_cg_steps_reach_the_exact_least_squares_solution():
     matrix = random_binary(30, 20, 0.2, seed=1)
-    side = ials._Side(matrix, torch.device("cpu"))
+    side = sparse_pattern(matrix, torch.device("cpu"), torch.float64)
     gen = torch.Generator().manual_seed(0)
     y = torch.rand(20, 6, generator=gen, dtype=torch.float64)
     x = torch.rand(30, 6, generator=gen, dtype=torch.float64)
@@ -39,22 +38,12 @@ def test_enough_cg_steps_reach_the_exact_least_squares_solution():
     torch.testing.assert_close(x, exact_solution(matrix, y, 0.5, 4.0), rtol=1e-8, atol=1e-10)
 
 
-def test_solver_blocks_do_not_change_the_result(monkeypatch):
-    matrix = random_binary(40, 25, 0.15, seed=2)
-    y = torch.rand(25, 5, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
-    whole = torch.zeros(40, 5, dtype=torch.float64)
-    cg_sweep(ials._Side(matrix, torch.device("cpu")), whole, y, 1.0, 2.0, 3)
-    monkeypatch.setattr(ials, "SOLVE_BLOCK_NNZ", 7)  # many small blocks, some rows alone
-    blocked = torch.zeros(40, 5, dtype=torch.float64)
-    cg_sweep(ials._Side(matrix, torch.device("cpu")), blocked, y, 1.0, 2.0, 3)
-    torch.testing.assert_close(blocked, whole)
-
-
 def test_rows_without_interactions_shrink_to_zero():
     matrix = random_binary(5, 10, 0.5, seed=3)
     matrix = sp.vstack([matrix, sp.csr_matrix((1, 10), dtype=np.float32)], format="csr")  # row 5 is empty
     x = torch.ones(6, 3, dtype=torch.float64)
-    cg_sweep(ials._Side(matrix, torch.device("cpu")), x, torch.rand(10, 3, dtype=torch.float64), 1.0, 1.0, 3)
+    pattern = sparse_pattern(matrix, torch.device("cpu"), torch.float64)
+    cg_sweep(pattern, x, torch.rand(10, 3, dtype=torch.float64), 1.0, 1.0, 3)
     torch.testing.assert_close(x[5], torch.zeros(3, dtype=torch.float64), atol=1e-12, rtol=0)
 
 
@@ -71,7 +60,7 @@ def test_matches_implicit_als_iteration_for_iteration():
     theirs.user_factors, theirs.item_factors = x0.copy(), y0.copy()
     theirs.fit(matrix, show_progress=False)
     x, y = torch.from_numpy(x0.copy()), torch.from_numpy(y0.copy())
-    by_user, by_item = ials._Side(matrix, torch.device("cpu")), ials._Side(matrix.T.tocsr(), torch.device("cpu"))
+    by_user, by_item = sparse_pattern(matrix, torch.device("cpu")), sparse_pattern(matrix.T.tocsr(), torch.device("cpu"))
     for _ in range(2):
         cg_sweep(by_user, x, y, 2.0, 5.0, 3)
         cg_sweep(by_item, y, x, 2.0, 5.0, 3)

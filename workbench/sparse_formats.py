@@ -34,7 +34,7 @@ def _torch_csr(m: sp.csr_matrix) -> torch.Tensor:
         warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta")
         return torch.sparse_csr_tensor(
             torch.from_numpy(m.indptr.astype(np.int64)), torch.from_numpy(m.indices.astype(np.int64)),
-            torch.from_numpy(m.data.astype(np.float32)), size=m.shape,
+            torch.from_numpy(m.data.astype(np.float32)), size=m.shape, check_invariants=True,
         )
 
 
@@ -53,7 +53,9 @@ def compare_formats(
     cols = rng.choice(csr.shape[1], size=min(n_slice, csr.shape[1]), replace=False)
     dense = rng.random((csr.shape[1], factors), dtype=np.float32)  # (n_items, f)
     dense_t = torch.from_numpy(dense)
-    csr_t, coo_t = _torch_csr(csr), torch.sparse_coo_tensor(np.vstack([coo.row, coo.col]), coo.data, coo.shape).coalesce()
+    csr_t, coo_t = _torch_csr(csr), torch.sparse_coo_tensor(
+        np.vstack([coo.row, coo.col]), coo.data, coo.shape, check_invariants=True
+    ).coalesce()
     cases = [
         (f"row slice ({len(rows)} users)", "scipy CSR", lambda: csr[rows]),
         (f"row slice ({len(rows)} users)", "scipy CSC", lambda: csc[rows]),

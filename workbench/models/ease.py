@@ -41,9 +41,11 @@ class EASE(Recommender):
         device = resolve_device(self.config.device)
         gram = torch.as_tensor((matrix.T @ matrix).toarray(), dtype=torch.float32, device=device)  # (n, n)
         gram.diagonal().add_(self.config.reg)
-        p = torch.cholesky_inverse(torch.linalg.cholesky(gram))  # (n, n), symmetric
-        del gram
-        weights = p / (-p.diagonal())  # B[i, j] = -P[i, j] / P[j, j]
+        chol = torch.linalg.cholesky(gram)  # (n, n) lower triangle
+        del gram  # at most two (n, n) matrices are alive at once
+        weights = torch.cholesky_inverse(chol)  # P = G^-1, (n, n) symmetric
+        del chol
+        weights.div_(-weights.diagonal().clone())  # B[i, j] = -P[i, j] / P[j, j]
         weights.diagonal().zero_()
         self.weights_ = weights  # (n_items, n_items)
         self.device_ = device

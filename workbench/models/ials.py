@@ -10,13 +10,17 @@ factors ``Y`` fixed, user ``u``'s factors solve
 
 and symmetrically for items. Instead of forming and factorising one (f, f) system per
 user, ``cg_steps`` conjugate-gradient steps are taken from the previous ``x_u`` for all
-users of a block at once: each step costs one (n, f) x (f, f) product for the dense
-part plus two passes over the nonzeros (a gather and a scatter-add) for the observed
-part. It is plain torch, so the same code runs on CPU and CUDA.
+users at once. Each step needs ``A v`` for every row: the dense part is one
+(n, f) x (f, f) product, and the observed part ``alpha * sum_i (y_i . v_u) y_i`` is two
+fused sparse kernels over the nonzeros -- a sampled dense-dense product (SDDMM,
+``torch.sparse.sampled_addmm``) giving ``y_i . v_u`` at every nonzero, then a
+sparse-dense product (SpMM) summing ``y_i`` rows with those weights. Neither
+materialises an (nnz, f) temporary. Plain torch, so the same code runs on CPU and CUDA.
 """
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -25,9 +29,6 @@ import torch
 
 from workbench.devices import resolve_device
 from workbench.models.base import Recommender, check_options
-
-#: nonzeros per solver block: bounds the (nnz, factors) temporaries to ~64 MiB at f=64
-SOLVE_BLOCK_NNZ = 256 * 1024
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -48,55 +49,44 @@ class IALSConfig:
         check_options(self, positive=("factors", "epochs", "cg_steps", "init_scale"), non_negative=("reg", "alpha"))
 
 
-class _Side:
-    """One side's nonzeros as device tensors: row, column and (n_rows + 1) indptr."""
-
-    def __init__(self, matrix: sp.csr_matrix, device: torch.device):
-        self.n_rows = matrix.shape[0]
-        self.indptr = matrix.indptr.astype(np.int64)
-        rows = np.repeat(np.arange(self.n_rows, dtype=np.int64), np.diff(self.indptr))
-        self.rows = torch.as_tensor(rows, device=device)  # (nnz,)
-        self.cols = torch.as_tensor(matrix.indices.astype(np.int64), device=device)  # (nnz,)
-
-    def blocks(self, max_nnz: int):
-        """Yield (row_start, row_stop, nnz_start, nnz_stop) with at most ~max_nnz nonzeros."""
-        start = 0
-        while start < self.n_rows:
-            stop = int(np.searchsorted(self.indptr, self.indptr[start] + max_nnz, side="right")) - 1
-            stop = min(max(stop, start + 1), self.n_rows)
-            yield start, stop, int(self.indptr[start]), int(self.indptr[stop])
-            start = stop
+def sparse_pattern(matrix: sp.csr_matrix, device: torch.device, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """(n_rows, n_cols) scipy CSR -> torch sparse CSR tensor of ones on ``device``."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta")
+        return torch.sparse_csr_tensor(
+            torch.as_tensor(matrix.indptr.astype(np.int64)),
+            torch.as_tensor(matrix.indices.astype(np.int64)),
+            torch.ones(matrix.nnz, dtype=dtype),
+            size=matrix.shape,
+            check_invariants=True,
+        ).to(device)
 
 
-def cg_sweep(side: _Side, x: torch.Tensor, y: torch.Tensor, reg: float, alpha: float, steps: int) -> None:
+def cg_sweep(pattern: torch.Tensor, x: torch.Tensor, y: torch.Tensor, reg: float, alpha: float, steps: int) -> None:
     """Update ``x`` (n_rows, f) in place by ``steps`` CG steps on every row's normal
-    equations, ``y`` (n_cols, f) fixed."""
+    equations; ``pattern`` (n_rows, n_cols) sparse CSR of ones, ``y`` (n_cols, f) fixed."""
     f = x.shape[1]
     gram = y.T @ y + reg * torch.eye(f, device=y.device, dtype=y.dtype)  # (f, f)
-    for r0, r1, n0, n1 in side.blocks(SOLVE_BLOCK_NNZ):
-        rows = side.rows[n0:n1] - r0  # (nnz_b,) local row of each nonzero
-        y_nz = y[side.cols[n0:n1]]  # (nnz_b, f)
-        xb = x[r0:r1]  # (B, f) view: updated in place
 
-        def observed(v: torch.Tensor) -> torch.Tensor:
-            """sum over each row's nonzeros of alpha * (y_i . v) * y_i  -> (B, f)."""
-            weight = alpha * (v[rows] * y_nz).sum(1, keepdim=True)  # (nnz_b, 1)
-            return torch.zeros_like(v).index_add_(0, rows, weight * y_nz)
+    def apply(v: torch.Tensor) -> torch.Tensor:
+        """A v for every row: (Y^T Y + reg I) v_u + alpha * sum_{i in I_u} (y_i . v_u) y_i."""
+        dots = torch.sparse.sampled_addmm(pattern, v, y.T, beta=0.0)  # sparse (n_rows, n_cols): y_i . v_u
+        return v @ gram + alpha * torch.sparse.mm(dots, y)  # (n_rows, f)
 
-        target = torch.zeros_like(xb).index_add_(0, rows, y_nz).mul_(1.0 + alpha)  # (B, f)
-        resid = target - xb @ gram - observed(xb)  # (B, f)
-        direction = resid.clone()
-        rs_old = (resid * resid).sum(1, keepdim=True)  # (B, 1)
-        for _ in range(steps):
-            a_dir = direction @ gram + observed(direction)  # (B, f)
-            curvature = (direction * a_dir).sum(1, keepdim=True)
-            step = torch.where(rs_old > 1e-20, rs_old / curvature.clamp_min(1e-20), torch.zeros_like(rs_old))
-            xb.add_(step * direction)
-            resid.sub_(step * a_dir)
-            rs_new = (resid * resid).sum(1, keepdim=True)
-            ratio = torch.where(rs_old > 1e-20, rs_new / rs_old.clamp_min(1e-20), torch.zeros_like(rs_old))
-            direction = resid + ratio * direction
-            rs_old = rs_new
+    target = (1.0 + alpha) * torch.sparse.mm(pattern, y)  # (n_rows, f): (1 + alpha) * sum_{i in I_u} y_i
+    resid = target - apply(x)  # (n_rows, f)
+    direction = resid.clone()
+    rs_old = (resid * resid).sum(1, keepdim=True)  # (n_rows, 1)
+    for _ in range(steps):
+        a_dir = apply(direction)  # (n_rows, f)
+        curvature = (direction * a_dir).sum(1, keepdim=True)
+        live = rs_old > 1e-20  # rows already solved take no step (and never divide by ~0)
+        step = torch.where(live, rs_old / curvature.clamp_min(1e-30), torch.zeros_like(rs_old))
+        x.add_(step * direction)
+        resid.sub_(step * a_dir)
+        rs_new = (resid * resid).sum(1, keepdim=True)
+        direction = resid + torch.where(live, rs_new / rs_old.clamp_min(1e-30), torch.zeros_like(rs_old)) * direction
+        rs_old = rs_new
 
 
 class IALS(Recommender):
@@ -126,7 +116,7 @@ class IALS(Recommender):
         n_users, n_items = matrix.shape
         x = (torch.rand(n_users, cfg.factors, generator=gen) * cfg.init_scale).to(device)  # (n_users, f)
         y = (torch.rand(n_items, cfg.factors, generator=gen) * cfg.init_scale).to(device)  # (n_items, f)
-        by_user, by_item = _Side(matrix, device), _Side(matrix.T.tocsr(), device)
+        by_user, by_item = sparse_pattern(matrix, device), sparse_pattern(matrix.T.tocsr(), device)
         for _ in range(cfg.epochs):
             cg_sweep(by_user, x, y, cfg.reg, cfg.alpha, cfg.cg_steps)
             cg_sweep(by_item, y, x, cfg.reg, cfg.alpha, cfg.cg_steps)
