@@ -115,3 +115,24 @@ def test_cli_sweep(notebook, tmp_path, capsys):
     assert "2 ok, 0 failed" in out
     assert main(["sweep", str(notebook), "-p", "x", "--runs-dir", str(tmp_path / "r")]) == 2
     assert "no values" in capsys.readouterr().err
+
+
+def test_aggregate_and_pareto_points_from_a_store_frame():
+    import pandas as pd
+
+    from workbench.plots_sweeps import pareto_front
+
+    frame = pd.DataFrame({
+        "status": ["ok", "ok", "ok", "failed"],
+        "param.reg": [1.0, 1.0, 2.0, 2.0],
+        "ndcg@10/EASE": [0.4, 0.5, 0.6, None],
+        "fit_seconds/EASE": [1.0, 3.0, 2.0, None],
+    })
+    agg = sweeps.aggregate(frame, "param.reg", "ndcg@10/EASE").set_index("param.reg")
+    assert agg.loc[1.0, "ndcg@10/EASE"] == pytest.approx(0.45) and agg.loc[2.0, "runs"] == 1
+    with pytest.raises(KeyError, match="no result named"):
+        sweeps.aggregate(frame, "param.reg", "ndcg@10/Nope")
+    pts = sweeps.pareto_points(frame, ["EASE", "Nope"])
+    assert pts["label"].tolist() == ["EASE"] and pts["seconds"].item() == pytest.approx(2.0)
+    points = pd.DataFrame({"label": list("abcd"), "seconds": [1, 2, 3, 4], "quality": [0.1, 0.3, 0.2, 0.5]})
+    assert pareto_front(points)["label"].tolist() == ["a", "b", "d"]  # c is slower and worse than b

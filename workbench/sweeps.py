@@ -183,3 +183,29 @@ def sweep(
             store.add(db, side, root=runs_dir)
     frame = store.frame(db)
     return frame[frame["path"].str.startswith(folder.name + "/")].reset_index(drop=True)
+
+
+def aggregate(frame: pd.DataFrame, by: str | list[str], metric: str) -> pd.DataFrame:
+    """Mean, standard deviation and count of ``metric`` over the runs in each ``by`` group
+    (typically over seeds), successful runs only."""
+    ok = frame[frame["status"] == "ok"]
+    if metric not in ok.columns:
+        raise KeyError(f"no result named {metric!r} in the store; have {sorted(c for c in frame.columns if '/' in c)[:20]}")
+    keys = [by] if isinstance(by, str) else list(by)
+    grouped = ok.assign(**{k: ok[k].astype(str) if ok[k].map(type).eq(list).any() else ok[k] for k in keys})
+    out = grouped.groupby(keys)[metric].agg(["mean", "std", "count"]).reset_index()
+    return out.rename(columns={"mean": metric, "std": f"{metric} std", "count": "runs"})
+
+
+def pareto_points(frame: pd.DataFrame, models: list[str], *, k: int = 10) -> pd.DataFrame:
+    """One row per model from a one-model-per-run sweep of notebook 02: mean/std of
+    nDCG@k (``quality``) and of fit time (``seconds``) over its runs."""
+    rows = []
+    for model in models:
+        q, s = f"ndcg@{k}/{model}", f"fit_seconds/{model}"
+        if q not in frame.columns:
+            continue
+        sub = frame[(frame["status"] == "ok") & frame[q].notna()]
+        rows.append({"label": model, "quality": sub[q].mean(), "quality std": sub[q].std(),
+                     "seconds": sub[s].mean(), "seconds std": sub[s].std(), "runs": len(sub)})
+    return pd.DataFrame(rows)
