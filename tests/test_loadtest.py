@@ -174,3 +174,19 @@ def test_sweep_and_run_sync_work_inside_a_running_loop():
 def test_inprocess_rejects_an_unknown_mode():
     with pytest.raises(ValueError, match="mode"):
         run(loadtest.inprocess(Shifted(), ServingConfig(), [1], mode="sideways"))
+
+
+def test_a_cancelled_load_leaves_no_clients_behind():
+    async def instant(user, k):  # like a cache hit: never suspends
+        return "ok"
+
+    async def main():
+        before = asyncio.all_tasks()
+        load = asyncio.ensure_future(loadtest.closed_loop(instant, [1], concurrency=4, requests=10**9, duration_s=3600))
+        await asyncio.sleep(0.05)  # the event loop still gets here
+        load.cancel()
+        await asyncio.gather(load, return_exceptions=True)
+        await asyncio.sleep(0.01)
+        return asyncio.all_tasks() - before
+
+    assert run(main()) == set()

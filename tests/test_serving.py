@@ -92,7 +92,7 @@ def test_servable_picks_the_adapter_by_what_the_model_holds(interactions, ease):
 
     class Plain(Recommender):
         def _fit(self, matrix):
-            pass
+            self.weights_ = np.ones(3)  # like Blend's model weights: not an item x item matrix
 
         def score(self, user_index):
             return torch.zeros(len(user_index), self.seen.shape[1])
@@ -216,6 +216,7 @@ REAL_MODELS = {  # module, class, options small enough for the tiny data
     "itemknn": ("knn", "ItemKNN", dict(k=20)),
     "ials": ("ials", "IALS", dict(factors=8, epochs=2, device="cpu")),
     "popularity": ("popularity", "Popularity", dict()),
+    "bpr": ("bpr", "BPR", dict(factors=8, epochs=2, device="cpu")),
 }
 
 

@@ -144,7 +144,7 @@ def main(argv: list[str] | None = None) -> int:
     dl.set_defaults(func=_cmd_download)
 
     srv = sub.add_parser("serve", help="serve recommendations over HTTP (FastAPI + uvicorn)")
-    srv.add_argument("--model", default="ease", help="popularity, ease, itemknn, ials, sasrec or bert4rec")
+    srv.add_argument("--model", default="ease", help="popularity, ease, itemknn, ials, bpr, sasrec or bert4rec")
     srv.add_argument("--dataset", default="ml-100k", help="data set to fit on (ml-100k, ml-1m, ml-latest-small, synthetic)")
     srv.add_argument("--data-path", help="local folder or zip of the data set")
     srv.add_argument("--synthetic-size", default="small", help="size preset of the synthetic data set")

@@ -34,6 +34,8 @@ from workbench.serving import InvalidRequest, RecommendationService
 Caller = Callable[[int, int], Awaitable[str]]
 OUTCOMES = ("ok", "rejected", "timeout", "invalid", "error", "refused", "misrouted")
 _STATUS = {503: "rejected", 504: "timeout", 422: "invalid"}
+#: seconds a run waits for its last answers before counting them lost
+DRAIN_S = 10.0
 
 
 def http_caller(client) -> Caller:
@@ -131,12 +133,16 @@ async def _finish(tasks: list[asyncio.Task], drain_s: float) -> int:
     return len(pending)
 
 
+def _picks(users: Sequence[int], requests: int, seed: int) -> np.ndarray:
+    """Uniformly drawn users for the first requests; longer runs cycle through them."""
+    return np.random.default_rng(seed).choice(np.asarray(users), size=max(1, min(requests, 2**16)))
+
+
 async def closed_loop(call: Caller, users: Sequence[int], *, concurrency: int, requests: int = 2000,
-                      duration_s: float = 5.0, k: int = 10, seed: int = 0, drain_s: float = 10.0) -> LoadResult:
+                      duration_s: float = 5.0, k: int = 10, seed: int = 0, drain_s: float = DRAIN_S) -> LoadResult:
     """``concurrency`` clients each send requests back to back for random ``users``
     until ``requests`` have been sent or ``duration_s`` has passed."""
-    rng = np.random.default_rng(seed)
-    picks = rng.choice(np.asarray(users), size=requests)
+    picks = _picks(users, requests, seed)
     tally, started = _Tally(), time.perf_counter()
     deadline = started + duration_s
     in_flight = 0  # counted by the clients, so lost requests are known exactly
@@ -144,38 +150,44 @@ async def closed_loop(call: Caller, users: Sequence[int], *, concurrency: int, r
     async def client() -> None:
         nonlocal in_flight
         while tally.sent < requests and time.perf_counter() < deadline:
-            user = int(picks[tally.sent])
+            user = int(picks[tally.sent % len(picks)])
             tally.sent += 1
             in_flight += 1
             await tally.one(call, user, k)
             in_flight -= 1
+            await asyncio.sleep(0)  # a cache hit or a rejection never suspends: let others run
 
     tasks = [asyncio.ensure_future(client()) for _ in range(concurrency)]
-    _, pending = await asyncio.wait(tasks, timeout=duration_s + drain_s)
-    for task in pending:
-        task.cancel()
-    await asyncio.gather(*pending, return_exceptions=True)
+    try:
+        await asyncio.wait(tasks, timeout=duration_s + drain_s)
+    finally:  # also when this coroutine is cancelled: no client outlives it
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
     return tally.result("closed", concurrency, time.perf_counter() - started, lost=in_flight)
 
 
 async def open_loop(call: Caller, users: Sequence[int], *, rate: float, requests: int = 2000,
-                    duration_s: float = 5.0, k: int = 10, seed: int = 0, drain_s: float = 10.0) -> LoadResult:
+                    duration_s: float = 5.0, k: int = 10, seed: int = 0, drain_s: float = DRAIN_S) -> LoadResult:
     """Poisson arrivals at ``rate`` requests/s for random ``users``, each request in its
     own task, until ``requests`` have been sent or ``duration_s`` has passed."""
-    rng = np.random.default_rng(seed)
-    arrivals = np.cumsum(rng.exponential(1.0 / rate, size=requests))  # seconds from start
-    picks = rng.choice(np.asarray(users), size=requests)
+    requests = min(requests, int(rate * duration_s * 1.5) + 100)  # arrivals after duration_s are never sent
+    arrivals = np.cumsum(np.random.default_rng(seed + 1).exponential(1.0 / rate, size=requests))  # s from start
+    picks = _picks(users, requests, seed)
     tally, started = _Tally(), time.perf_counter()
     tasks = []
-    for at, user in zip(arrivals, picks):
-        if at > duration_s:
-            break
-        delay = started + at - time.perf_counter()
-        if delay > 0:
-            await asyncio.sleep(delay)
-        tally.sent += 1
-        tasks.append(asyncio.ensure_future(tally.one(call, int(user), k)))
-    lost = await _finish(tasks, drain_s)
+    try:
+        for at, user in zip(arrivals, picks):
+            if at > duration_s:
+                break
+            delay = started + at - time.perf_counter()
+            await asyncio.sleep(max(delay, 0))  # always yields, so arrivals never starve the answers
+            tally.sent += 1
+            tasks.append(asyncio.ensure_future(tally.one(call, int(user), k)))
+        lost = await _finish(tasks, drain_s)
+    finally:  # also when this coroutine is cancelled
+        for task in tasks:
+            task.cancel()
     return tally.result("open", rate, time.perf_counter() - started, lost=lost)
 
 
@@ -241,12 +253,13 @@ async def inprocess(model, config, users: Sequence[int], *, mode: str = "closed"
 def sweep(model, setups: dict, users: Sequence[int], levels: Sequence[int], *, requests: int = 2000,
           duration_s: float = 5.0, k: int = 10, seed: int = 0) -> pd.DataFrame:
     """Closed-loop latency-throughput curves: every ServingConfig in ``setups`` (name ->
-    config) at every concurrency in ``levels``, in-process. One row per run: ``setup``,
-    the :meth:`LoadResult.summary` columns, ``cache_hit_rate``, ``mean_batch`` and
-    ``batch_sizes`` (size -> model calls)."""
+    config) at every concurrency in ``levels``, in-process. The setups take turns at
+    each level, so a change in machine load hits all of them alike. One row per run,
+    grouped by setup: ``setup``, the :meth:`LoadResult.summary` columns,
+    ``cache_hit_rate``, ``mean_batch`` and ``batch_sizes`` (size -> model calls)."""
     rows = []
-    for name, config in setups.items():
-        for level in levels:
+    for level in levels:
+        for name, config in setups.items():
             result, snap = run_sync(lambda: inprocess(model, config, users, level=level, requests=requests,
                                                       duration_s=duration_s, k=k, seed=seed))
             sizes = snap["batch_sizes"]
@@ -254,4 +267,75 @@ def sweep(model, setups: dict, users: Sequence[int], levels: Sequence[int], *, r
             rows.append({"setup": name, **result.summary(), "cache_hit_rate": snap["cache_hit_rate"],
                          "mean_batch": sum(s * n for s, n in sizes.items()) / calls if calls else np.nan,
                          "batch_sizes": sizes})
-    return pd.DataFrame(rows)
+    order = {name: i for i, name in enumerate(setups)}
+    return pd.DataFrame(rows).sort_values("setup", key=lambda c: c.map(order), kind="stable", ignore_index=True)
+async def _freshness_under_load(model, config, users, updates, *, background: int, k: int, seed: int):
+    async with RecommendationService(model, config) as service:
+        load = None
+        if background > 0:
+            load = asyncio.ensure_future(closed_loop(service_caller(service), users, concurrency=background,
+                                                     requests=10**9, duration_s=3600, k=k, seed=seed))
+            await asyncio.sleep(0.05)  # the background clients are busy
+        try:
+            table = await freshness(service, updates, k=k)
+        finally:
+            if load is not None:
+                load.cancel()
+                await asyncio.gather(load, return_exceptions=True)
+    return table
+
+
+def freshness_under_load(model, config, users: Sequence[int], updates: Sequence[tuple[int, int]], *,
+                         background: int = 8, k: int = 10, seed: int = 0) -> pd.DataFrame:
+    """:func:`freshness` of ``updates`` while ``background`` closed-loop clients keep the
+    service busy (in-process; 0: an idle service); the load stops with the updates."""
+    return run_sync(lambda: _freshness_under_load(model, config, users, updates, background=background, k=k, seed=seed))
+
+
+async def http_load(url: str, users: Sequence[int], *, mode: str = "closed", level: float = 16,
+                    requests: int = 2000, duration_s: float = 5.0, k: int = 10, seed: int = 0) -> LoadResult:
+    """One closed- or open-loop run against the service at ``url`` with httpx. Closed
+    loop: one single-connection client per concurrent client (httpx's shared pool costs
+    more per request as connections grow). Clients give up on a request before the
+    drain ends, so every request has an outcome."""
+    import httpx
+
+    if mode not in ("closed", "open"):
+        raise ValueError(f"mode must be 'closed' or 'open', got {mode!r}")
+    n_clients = int(level) if mode == "closed" else 1
+    limits = httpx.Limits(max_connections=1 if mode == "closed" else 1000)
+    clients = [httpx.AsyncClient(base_url=url, timeout=DRAIN_S - 2, limits=limits) for _ in range(n_clients)]
+    free: asyncio.Queue = asyncio.Queue()
+    for client in clients:
+        free.put_nowait(http_caller(client))
+
+    async def call(user_id: int, k: int) -> str:
+        caller = await free.get()
+        try:
+            return await caller(user_id, k)
+        finally:
+            free.put_nowait(caller)
+
+    try:
+        if mode == "closed":
+            return await closed_loop(call, users, concurrency=n_clients, requests=requests, duration_s=duration_s,
+                                     k=k, seed=seed)
+        return await open_loop(http_caller(clients[0]), users, rate=level, requests=requests, duration_s=duration_s,
+                               k=k, seed=seed)
+    finally:
+        for client in clients:
+            await client.aclose()
+
+
+def over_http(model, config, users: Sequence[int], *, mode: str = "closed", level: float = 16,
+              requests: int = 2000, duration_s: float = 5.0, k: int = 10, seed: int = 0) -> tuple[LoadResult, dict]:
+    """Like :func:`inprocess`, through the HTTP service on a free loopback port. The
+    server runs in a thread of this process, so it shares the GIL with the clients:
+    a lower bound on what a separate server process does (see benchmarks/)."""
+    from workbench.service import ServerThread, create_app
+
+    service = RecommendationService(model, config)
+    with ServerThread(create_app(service)) as server:
+        result = run_sync(lambda: http_load(server.url, users, mode=mode, level=level, requests=requests,
+                                            duration_s=duration_s, k=k, seed=seed))
+    return result, service.snapshot()

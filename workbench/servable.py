@@ -17,8 +17,8 @@ adapter                models                                      online update
 =====================  ==========================================  ==========================
 SequenceServable       SASRec, BERT4Rec (``score_sequences``)      item appended to history
 FactorServable         iALS (``item_factors_``, ``config.alpha``)  fold-in: one (f, f) solve
-SimilarityServable     EASE, ItemKNN (``weights_``, item x item)   sparse row ``x_u @ W``
-ServableModel          anything else (Popularity, BPR)             item excluded from top-k
+SimilarityServable     EASE, ItemKNN (item x item ``weights_``)    sparse row ``x_u @ W``
+ServableModel          anything else (Popularity, BPR, Blend)      item excluded from top-k
 =====================  ==========================================  ==========================
 
 A user first seen through ``add_interaction`` is served from then on (a new row, a new
@@ -241,6 +241,7 @@ def servable(model: Recommender, *, version: str | None = None) -> ServableModel
         return SequenceServable(model, version=version)
     if hasattr(model, "item_factors_") and hasattr(model, "user_factors_") and hasattr(model.config, "alpha"):
         return FactorServable(model, version=version)
-    if hasattr(model, "weights_"):
+    n_items = len(model.items)
+    if getattr(getattr(model, "weights_", None), "shape", None) == (n_items, n_items):  # not Blend's (n_models,)
         return SimilarityServable(model, version=version)
     return ServableModel(model, version=version)

@@ -39,7 +39,7 @@ from workbench.serving import MAX_ID, InvalidRequest, RecommendationService
 RETRY_AFTER_S = 1
 #: outcomes of a recommendation request, as counted by the service
 OUTCOMES = ("ok", "cache_hits", "cold_start", "rejected", "timeouts", "errors", "invalid", "shutting_down", "cancelled")
-MODELS = ("popularity", "ease", "itemknn", "ials", "sasrec", "bert4rec")
+MODELS = ("popularity", "ease", "itemknn", "ials", "bpr", "sasrec", "bert4rec")
 
 
 class Interaction(BaseModel):
@@ -164,7 +164,9 @@ class ServerThread:
         return f"http://{self.host}:{self.port}"
 
     def start(self, *, timeout_s: float = 30.0) -> "ServerThread":
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        # proto must say TCP: asyncio only turns Nagle off (TCP_NODELAY) on sockets that do,
+        # and with Nagle on every response waits ~40 ms for the client's delayed ACK
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind((self.host, self.port))
         self.port = sock.getsockname()[1]
@@ -222,6 +224,10 @@ def build_model(name: str, interactions: pd.DataFrame, *, epochs: int = 5, max_l
         from workbench.models.ials import IALS
 
         return IALS(seed=seed, device=device).fit(interactions)
+    if name == "bpr":
+        from workbench.models.bpr import BPR
+
+        return BPR(seed=seed, device=device).fit(interactions)
     if name in ("sasrec", "bert4rec"):
         if name == "sasrec":
             from workbench.models.sasrec import SASRec as cls, SASRecConfig as config_class

@@ -1,0 +1,209 @@
+"""Serving benchmark (issue 7): per-request vs dynamic batching vs batching + cache.
+
+    .venv/bin/python benchmarks/bench_serving.py                       # SASRec on ml-100k
+    .venv/bin/python benchmarks/bench_serving.py --model ease --duration 2
+    .venv/bin/python benchmarks/bench_serving.py --checkpoint runs/sasrec-ckpt   # skip training
+
+Prints, in one run: the per-request concurrency sweep (to find its saturation point),
+all three setups at the same concurrency with ratios to per-request, freshness of
+online updates under background load, and the overload accounting (open loop at three
+times the batching throughput, in-process and over HTTP). Targets: batching >= 5x
+per-request throughput at the same concurrency with p99 no worse than per-request's at
+its saturation point; update reflected within 10 ms (p99); nothing lost or duplicated.
+Every run is bounded by ``--requests`` and ``--duration``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import platform
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+import pandas as pd
+import torch
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from workbench import datasets, loadtest  # noqa: E402
+from workbench.servable import servable  # noqa: E402
+from workbench.service import build_model  # noqa: E402
+from workbench.serving import ServingConfig  # noqa: E402
+
+NUMBERS = ["sent", "throughput_rps", "p50_ms", "p95_ms", "p99_ms", "mean_batch", "cache_hit_rate", "rejected",
+           "timeout", "error", "lost"]
+
+
+def accounting(result: loadtest.LoadResult, computed: int, label: str) -> dict:
+    """Outcome counts of one overload run: every request must have exactly one outcome
+    (``duplicated`` counts extra ones) and the model computed no request twice
+    (``computed`` <= answered + timed out)."""
+    o = result.outcomes
+    return {"run": label, "rate_rps": round(result.level), "sent": result.sent, "ok": o.get("ok", 0),
+            "rejected_503": o.get("rejected", 0), "timeout": o.get("timeout", 0), "error": o.get("error", 0),
+            "refused": o.get("refused", 0), "misrouted": o.get("misrouted", 0), "lost": o.get("lost", 0),
+            "duplicated": sum(o.values()) - result.sent,
+            "computed": computed,
+            "p99_ok_ms": result.summary()["p99_ms"]}
+
+
+@contextlib.contextmanager
+def server_process(args, checkpoint: str | None, serving: ServingConfig):
+    """``workbench serve`` in its own process on a free loopback port; yields its URL
+    and always stops it (SIGINT: graceful shutdown)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    cmd = [sys.executable, "-m", "workbench.cli", "serve", "--model", args.model, "--dataset", args.dataset,
+           "--synthetic-size", "small", "--port", str(port), "--epochs", str(args.epochs),
+           "--max-batch-size", str(serving.max_batch_size), "--max-wait-ms", str(serving.max_wait_ms),
+           "--max-queue", str(serving.max_queue), "--timeout-ms", str(serving.timeout_ms), "--cache-size", "0"]
+    if args.dataset != "synthetic":
+        cmd += ["--data-path", args.data_path]
+    if checkpoint:
+        cmd += ["--checkpoint", checkpoint]
+    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 300
+        while True:
+            try:
+                httpx.get(f"{url}/health", timeout=2)
+                break
+            except httpx.TransportError:
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError(f"server did not start: {' '.join(cmd)}")
+                time.sleep(0.3)
+        yield url
+    finally:
+        proc.send_signal(signal.SIGINT)
+        try:
+            proc.wait(30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(5)
+
+
+def computed(url: str) -> int:
+    """Requests the server's model has computed so far (``/metrics``: batch-size sum)."""
+    text = httpx.get(f"{url}/metrics", timeout=5).text
+    line = next(line for line in text.splitlines() if line.startswith("workbench_batch_size_sum"))
+    return int(float(line.split()[-1]))
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", default="sasrec")
+    parser.add_argument("--dataset", default="ml-100k")
+    parser.add_argument("--data-path", default=str(Path(__file__).resolve().parents[2] / "shared" / "data" / "ml-100k"))
+    parser.add_argument("--checkpoint", help="saved sequential model to serve instead of training one")
+    parser.add_argument("--epochs", type=int, default=1, help="training epochs (serving speed does not depend on them)")
+    parser.add_argument("--max-length", type=int, default=50, help="items a sequential model reads")
+    parser.add_argument("--concurrency", type=int, default=32, help="clients for the side-by-side comparison")
+    parser.add_argument("--max-batch-size", type=int, default=32)
+    parser.add_argument("--max-wait-ms", type=float, default=2.0)
+    parser.add_argument("--duration", type=float, default=2.0, help="seconds per run, at most")
+    parser.add_argument("--rounds", type=int, default=2, help="repeats of the closed-loop curves (medians)")
+    parser.add_argument("--requests", type=int, default=4000, help="requests per run, at most")
+    parser.add_argument("--updates", type=int, default=200)
+    args = parser.parse_args(argv)
+
+    path = args.data_path if args.dataset != "synthetic" and Path(args.data_path).exists() else None
+    data = datasets.load(args.dataset, path=path, size="small")
+    started = time.perf_counter()
+    model = build_model(args.model, data.interactions, epochs=args.epochs, max_length=args.max_length,
+                        checkpoint=args.checkpoint)
+    fit_s = time.perf_counter() - started
+    served = servable(model)
+    users = model.users.ids_
+    print(f"# serving benchmark: {args.model} ({type(served).__name__}) on {args.dataset}: {len(users)} users, "
+          f"{served.n_items} items; fit/load {fit_s:.1f} s; max_length {args.max_length}")
+    print(f"# {platform.processor() or platform.machine()}, {os.cpu_count()} cpus, torch {torch.__version__} "
+          f"({torch.get_num_threads()} threads), load average {os.getloadavg()[0]:.1f}")
+    run = dict(requests=args.requests, duration_s=args.duration, seed=0)
+    batching = ServingConfig(max_batch_size=args.max_batch_size, max_wait_ms=args.max_wait_ms, cache_size=0)
+    setups = {
+        "per-request": ServingConfig(max_batch_size=1, cache_size=0),
+        "dynamic batching": batching,
+        "batching + cache": ServingConfig(max_batch_size=args.max_batch_size, max_wait_ms=args.max_wait_ms),
+    }
+    loadtest.sweep(served, {"warm-up": batching}, users, [args.concurrency], requests=200, duration_s=1)
+
+    levels = sorted({1, 2, 4, 8, 16, args.concurrency})
+    runs = pd.concat([loadtest.sweep(served, setups, users, levels, **run).assign(round=r) for r in range(args.rounds)])
+    curves = runs.groupby(["setup", "level"], sort=False)[NUMBERS].median().reset_index()
+    base = curves[curves["setup"] == "per-request"].set_index("level")
+    curves["x_throughput"] = curves["throughput_rps"] / curves["level"].map(base["throughput_rps"])
+    per_request = curves[curves["setup"] == "per-request"]
+    saturation = per_request.loc[per_request["throughput_rps"] >= 0.95 * per_request["throughput_rps"].max()].iloc[0]
+    print(f"\n## closed loop, in-process: median of {args.rounds} rounds of {args.duration:g} s "
+          f"(setups take turns at each level); x_throughput = ours / per-request at the same concurrency")
+    print(curves.round(2).to_string(index=False))
+    print(f"per-request saturation point (first level within 5% of its best throughput): concurrency "
+          f"{saturation['level']:g}, {saturation['throughput_rps']:.0f} req/s, p99 {saturation['p99_ms']:.1f} ms")
+
+    at = curves[curves["level"] == args.concurrency].set_index("setup")
+    ratio = at.loc["dynamic batching", "x_throughput"]
+    p99 = at.loc["dynamic batching", "p99_ms"]
+    print(f"\n## targets at {args.concurrency} concurrent clients")
+    print(f"dynamic batching {at.loc['dynamic batching', 'throughput_rps']:.0f} req/s vs per-request "
+          f"{at.loc['per-request', 'throughput_rps']:.0f} req/s: {ratio:.2f}x (target >= 5x) -> {'MET' if ratio >= 5 else 'NOT MET'}")
+    print(f"dynamic batching p99 {p99:.1f} ms vs per-request p99 at its saturation point {saturation['p99_ms']:.1f} ms "
+          f"-> {'MET' if p99 <= saturation['p99_ms'] else 'NOT MET'} (per-request p99 at {args.concurrency} clients: "
+          f"{at.loc['per-request', 'p99_ms']:.1f} ms)")
+    both = curves[(curves["setup"] == "dynamic batching") & (curves["x_throughput"] >= 5)
+                  & (curves["p99_ms"] <= saturation["p99_ms"])]
+    print(f"levels where batching meets both: {both['level'].tolist() or 'none'}")
+
+    checkpoint = args.checkpoint
+    if checkpoint is None and hasattr(model, "save"):  # the server process loads what was measured here
+        checkpoint = str(model.save(Path(tempfile.mkdtemp(prefix="bench-serving-")) / "model"))
+    overload = ServingConfig(max_batch_size=args.max_batch_size, max_wait_ms=args.max_wait_ms,
+                             max_queue=2 * args.max_batch_size, timeout_ms=1000, cache_size=0)
+    with server_process(args, checkpoint, overload) as url:
+        loadtest.run_sync(lambda: loadtest.http_load(url, users, level=args.concurrency, requests=200, duration_s=1))
+        http = loadtest.run_sync(lambda: loadtest.http_load(url, users, level=args.concurrency, **run))
+        h = http.summary()
+        print(f"\n## over HTTP: `workbench serve` in its own process, httpx clients here, dynamic batching, "
+              f"{args.concurrency} clients: {h['throughput_rps']:.0f} req/s, p50 {h['p50_ms']:.1f} ms, "
+              f"p99 {h['p99_ms']:.1f} ms, ok {h['ok']}, lost {h['lost']}")
+        before = computed(url)
+        over_http = loadtest.run_sync(lambda: loadtest.http_load(url, users, mode="open", level=3 * h["throughput_rps"],
+                                                                 **run))
+        http_computed = computed(url) - before
+
+    pairs = loadtest.update_pairs(served, users, args.updates, seed=1)
+    print(f"\n## freshness: update call -> first answer that reflects it ({len(pairs)} updates)")
+    for background in (0, max(1, args.concurrency // 4)):
+        fresh = loadtest.freshness_under_load(served, batching, users, pairs, background=background)
+        p99 = fresh["fresh_ms"].quantile(0.99)
+        print(f"{background:2d} background clients: update applied p50 {fresh['update_ms'].median():.3f} ms, "
+              f"p99 {fresh['update_ms'].quantile(0.99):.3f} ms; fresh answer p50 {fresh['fresh_ms'].median():.2f} ms, "
+              f"p99 {p99:.2f} ms, max {fresh['fresh_ms'].max():.2f} ms; reflected {fresh['reflected'].mean():.0%}; "
+              f"target p99 <= 10 ms -> {'MET' if p99 <= 10 and fresh['reflected'].all() else 'NOT MET'}")
+        pairs = loadtest.update_pairs(served, users, args.updates, seed=2)
+
+    rate = 3 * at.loc["dynamic batching", "throughput_rps"]
+    in_process, snap = loadtest.run_sync(lambda: loadtest.inprocess(served, overload, users, mode="open", level=rate,
+                                                                    **run))
+    in_computed = sum(size * n for size, n in snap["batch_sizes"].items())
+    table = pd.DataFrame([accounting(in_process, in_computed, "in-process"), accounting(over_http, http_computed, "http")])
+    print(f"\n## overload: open loop (Poisson) at 3x the measured throughput of each path, queue {overload.max_queue}, "
+          f"deadline {overload.timeout_ms:g} ms")
+    print(table.round(1).to_string(index=False))
+    clean = (table[["lost", "duplicated", "misrouted"]] == 0).all().all()
+    print(f"target: zero lost or duplicated responses -> {'MET' if clean else 'NOT MET'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,79 @@
+"""Figures for notebook 06 (serving), and its small tuning panel. Functions return
+matplotlib Figures (or the widget); they never display anything themselves."""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+from matplotlib.figure import Figure
+
+
+def latency_throughput(table: pd.DataFrame, *, quantile: str = "p99_ms", title: str = "") -> Figure:
+    """Latency (``quantile`` column, ms) against throughput (answered requests/s), one
+    line per ``setup``, each point labelled with its concurrency (``level``)."""
+    fig, ax = plt.subplots(figsize=(6.5, 4))
+    for setup, rows in table.groupby("setup", sort=False):
+        rows = rows.sort_values("level")
+        ax.plot(rows["throughput_rps"], rows[quantile], marker="o", label=setup)
+        for _, row in rows.iterrows():
+            ax.annotate(f"{row['level']:g}", (row["throughput_rps"], row[quantile]), fontsize=7,
+                        textcoords="offset points", xytext=(3, 3))
+    ax.set(xlabel="throughput (answered requests / s)", ylabel=f"{quantile.removesuffix('_ms')} latency (ms)",
+           yscale="log", title=title or f"Latency vs throughput (labels: concurrent clients)")
+    ax.legend()
+    fig.tight_layout()
+    return fig
+
+
+def batch_sizes(counts: dict[int, int], *, max_batch_size: int | None = None, title: str = "") -> Figure:
+    """Share of requests served in batches of each size (from ``{size: model calls}``)."""
+    sizes = np.asarray(sorted(counts), dtype=int)
+    requests = np.asarray([s * counts[s] for s in sizes], dtype=float)
+    fig, ax = plt.subplots(figsize=(6, 3.2))
+    ax.bar(sizes, requests / max(requests.sum(), 1.0), width=0.8, color="tab:blue")
+    if max_batch_size is not None:
+        ax.axvline(max_batch_size, color="grey", linestyle="--", label=f"max batch size {max_batch_size}")
+        ax.legend()
+    mean = requests.sum() / max(sum(counts.values()), 1)
+    ax.set(xlabel="batch size (requests per model call)", ylabel="share of requests",
+           title=title or f"Batch sizes under load (mean {mean:.1f} requests per call)")
+    fig.tight_layout()
+    return fig
+
+
+def freshness(table: pd.DataFrame, *, target_ms: float = 10.0, title: str = "") -> Figure:
+    """Empirical CDF of ``fresh_ms`` (update call -> answer reflecting it), with the target."""
+    values = np.sort(table["fresh_ms"].to_numpy())
+    fig, ax = plt.subplots(figsize=(6, 3.2))
+    ax.step(values, np.arange(1, len(values) + 1) / max(len(values), 1), where="post", label="update -> fresh answer")
+    ax.axvline(target_ms, color="grey", linestyle="--", label=f"target {target_ms:g} ms")
+    p99 = float(np.quantile(values, 0.99)) if len(values) else float("nan")
+    ax.set(xlabel="freshness (ms)", ylabel="share of updates", xscale="log",
+           title=title or f"Freshness of online updates (p99 {p99:.2f} ms)")
+    ax.legend()
+    fig.tight_layout()
+    return fig
+
+
+def batching_panel(run: Callable[[int, float], object], *, max_batch_size: int = 32, max_wait_ms: float = 2.0):
+    """Sliders for max batch size and max wait plus a button that calls
+    ``run(max_batch_size, max_wait_ms)`` and shows what it returns. Nothing runs until
+    the button is clicked, so an unattended run (papermill) never waits on it."""
+    import ipywidgets as widgets
+    from IPython.display import display
+
+    size = widgets.IntSlider(value=max_batch_size, min=1, max=128, description="max batch")
+    wait = widgets.FloatSlider(value=max_wait_ms, min=0.0, max=20.0, step=0.5, description="max wait ms")
+    button = widgets.Button(description="run load test", button_style="primary")
+    out = widgets.Output()
+
+    def on_click(_):
+        with out:
+            out.clear_output()
+            display(run(size.value, wait.value))
+
+    button.on_click(on_click)
+    return widgets.VBox([widgets.HBox([size, wait, button]), out])
