@@ -13,13 +13,12 @@ files (``use_safetensors=True``): pickled ``.bin`` checkpoints are refused.
 Embedding is batched over texts sorted by length (little padding), runs under
 ``torch.inference_mode()`` with a ``tqdm.auto`` bar, and mean-pools the token states
 over the attention mask (the pooling all-MiniLM-L6-v2 was trained with). Results are
-memoised on the :class:`Encoder` per (texts, max_length, layer), so several models
-built on one encoder embed the catalogue once.
+memoised on the :class:`Encoder` per text (and max_length, layer), so several models
+built on one encoder -- on the same or overlapping catalogues -- embed each text once.
 """
 
 from __future__ import annotations
 
-import hashlib
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -239,9 +238,9 @@ def mean_pool(states: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     return (states * m).sum(1) / m.sum(1).clamp(min=1.0)
 
 
-def _memo_key(texts: list[str], *parts) -> str:
-    h = hashlib.sha1("\x1f".join(texts).encode("utf-8"))
-    return f"{h.hexdigest()}:{':'.join(map(str, parts))}"
+def _memo(encoder: Encoder, *parts) -> dict:
+    """The encoder's memo for one kind of result: text -> tensor."""
+    return encoder.memo.setdefault(parts, {})
 
 
 def run_batches(encoder: Encoder, texts: list[str], fn: Callable, *, max_length: int, batch_size: int,
@@ -272,16 +271,17 @@ def run_batches(encoder: Encoder, texts: list[str], fn: Callable, *, max_length:
 def embed_texts(encoder: Encoder, texts: list[str], *, max_length: int = 32, batch_size: int = 128,
                 progress: bool = True) -> torch.Tensor:
     """Mean-pooled last-layer states -> (len(texts), hidden) float32 CPU tensor (not normalised)."""
-    key = _memo_key(texts, "pooled", max_length)
-    if key not in encoder.memo:
-        def pooled(tokens):
+    pooled = _memo(encoder, "pooled", max_length)
+    missing = list(dict.fromkeys(t for t in texts if t not in pooled))
+    if missing:
+        def pool(tokens):
             states = encoder.model(**tokens).last_hidden_state  # (B, L, H)
             return mean_pool(states, tokens["attention_mask"]).float().cpu()
 
-        rows = run_batches(encoder, texts, pooled, max_length=max_length, batch_size=batch_size,
+        rows = run_batches(encoder, missing, pool, max_length=max_length, batch_size=batch_size,
                            progress=progress, description="embedding items")
-        encoder.memo[key] = torch.stack(rows) if rows else torch.zeros(0, encoder.hidden_size)
-    return encoder.memo[key]
+        pooled.update(zip(missing, rows))
+    return torch.stack([pooled[t] for t in texts]) if texts else torch.zeros(0, encoder.hidden_size)
 
 
 def hidden_states(encoder: Encoder, texts: list[str], *, layer: int, max_length: int = 32, batch_size: int = 128,
@@ -289,29 +289,31 @@ def hidden_states(encoder: Encoder, texts: list[str], *, layer: int, max_length:
     """Token states after the first ``layer`` layers (0 = embedding output), for caching.
 
     Returns ``(states, mask)``: (n, L, H) float32 and (n, L) int64 on the CPU, padded to
-    the longest text ``L <= max_length``.
+    the longest text ``L <= max_length``. The same pass memoises :func:`embed_texts`.
     """
     if not 0 <= layer <= encoder.num_layers:
         raise ValueError(f"layer must be in [0, {encoder.num_layers}], got {layer}")
-    key = _memo_key(texts, "states", max_length, layer)
-    if key not in encoder.memo:
+    memo, pooled = _memo(encoder, "states", max_length, layer), _memo(encoder, "pooled", max_length)
+    missing = list(dict.fromkeys(t for t in texts if t not in memo))
+    if missing:
         def states_at(tokens):
             every = encoder.model(**tokens, output_hidden_states=True).hidden_states  # each (B, L, H)
             mask = tokens["attention_mask"]
-            pooled = mean_pool(every[-1], mask).float().cpu()  # the same pass gives embed_texts' answer
-            return list(zip(every[layer].float().cpu(), mask.cpu(), pooled))
+            last = mean_pool(every[-1], mask).float().cpu()  # (B, H)
+            return [(s[: int(m.sum())], p) for s, m, p in zip(every[layer].float().cpu(), mask.cpu(), last)]
 
-        rows = run_batches(encoder, texts, states_at, max_length=max_length, batch_size=batch_size,
+        rows = run_batches(encoder, missing, states_at, max_length=max_length, batch_size=batch_size,
                            progress=progress, description=f"caching layer {layer}")
-        encoder.memo.setdefault(_memo_key(texts, "pooled", max_length), torch.stack([p for _, _, p in rows]))
-        length = max(int(m.sum()) for _, m, _ in rows)
-        states = torch.zeros(len(rows), length, encoder.hidden_size)
-        mask = torch.zeros(len(rows), length, dtype=torch.long)
-        for i, (s, m, _) in enumerate(rows):
-            n = min(len(m), length)
-            states[i, :n], mask[i, :n] = s[:n], m[:n]
-        encoder.memo[key] = (states, mask)
-    return encoder.memo[key]
+        for t, (s, p) in zip(missing, rows):
+            memo[t] = s  # (L_t, H), real tokens only
+            pooled.setdefault(t, p)
+    per_text = [memo[t] for t in texts]
+    length = max((len(s) for s in per_text), default=1)
+    states = torch.zeros(len(texts), length, encoder.hidden_size)
+    mask = torch.zeros(len(texts), length, dtype=torch.long)
+    for i, s in enumerate(per_text):
+        states[i, : len(s)], mask[i, : len(s)] = s, 1
+    return states, mask
 
 
 def neighbour_titles(similar: pd.DataFrame, items: pd.DataFrame) -> pd.DataFrame:
