@@ -9,7 +9,11 @@ from workbench.models.ials import IALS
 from workbench.models.knn import ItemKNN
 from workbench.models.popularity import Popularity
 from workbench.models.sasrec import SASRec, SASRecConfig
+from workbench.models.text import FrozenText, TextRecommender
+from workbench.models.two_tower import TwoTower, TwoTowerConfig
+from workbench.models.hybrid import Hybrid
 
 __all__ = ["NotFittedError", "Recommender", "topk_blocked"]
 __all__ += ["BPR", "EASE", "IALS", "Blend", "ItemKNN", "Popularity"]
 __all__ += ["BERT4Rec", "BERT4RecConfig", "SASRec", "SASRecConfig"]
+__all__ += ["FrozenText", "TextRecommender", "TwoTower", "TwoTowerConfig", "Hybrid"]
