@@ -9,6 +9,7 @@ call. Subclasses implement ``_fit(matrix)`` on the CSR user x item matrix and
 
 from __future__ import annotations
 
+import dataclasses
 from abc import ABC, abstractmethod
 
 import numpy as np
@@ -104,9 +105,9 @@ class Recommender(ABC):
     config: object = None  # the model's frozen dataclass of hyper-parameters, if it has one
 
     def __repr__(self) -> str:
-        if self.config is None:
+        if not dataclasses.is_dataclass(self.config):
             return f"{type(self).__name__}()"
-        options = ", ".join(f"{f}={getattr(self.config, f)!r}" for f in self.config.__dataclass_fields__)
+        options = ", ".join(f"{f.name}={getattr(self.config, f.name)!r}" for f in dataclasses.fields(self.config))
         return f"{type(self).__name__}({options})"
 
     def fit(self, interactions: pd.DataFrame) -> "Recommender":

@@ -70,22 +70,21 @@ def cg_sweep(pattern: torch.Tensor, x: torch.Tensor, y: torch.Tensor, reg: float
 
     def apply(v: torch.Tensor) -> torch.Tensor:
         """A v for every row: (Y^T Y + reg I) v_u + alpha * sum_{i in I_u} (y_i . v_u) y_i."""
-        dots = torch.sparse.sampled_addmm(pattern, v, y.T, beta=0.0)  # sparse (n_rows, n_cols): y_i . v_u
-        return v @ gram + alpha * torch.sparse.mm(dots, y)  # (n_rows, f)
+        dots = torch.sparse.sampled_addmm(pattern, v, y.T, beta=0.0, alpha=alpha)  # sparse: alpha * y_i . v_u
+        return torch.addmm(torch.sparse.mm(dots, y), v, gram)  # (n_rows, f)
 
     target = (1.0 + alpha) * torch.sparse.mm(pattern, y)  # (n_rows, f): (1 + alpha) * sum_{i in I_u} y_i
     resid = target - apply(x)  # (n_rows, f)
     direction = resid.clone()
-    rs_old = (resid * resid).sum(1, keepdim=True)  # (n_rows, 1)
+    rs_old = torch.linalg.vecdot(resid, resid).unsqueeze(1)  # (n_rows, 1)
     for _ in range(steps):
         a_dir = apply(direction)  # (n_rows, f)
-        curvature = (direction * a_dir).sum(1, keepdim=True)
-        live = rs_old > 1e-20  # rows already solved take no step (and never divide by ~0)
-        step = torch.where(live, rs_old / curvature.clamp_min(1e-30), torch.zeros_like(rs_old))
-        x.add_(step * direction)
-        resid.sub_(step * a_dir)
-        rs_new = (resid * resid).sum(1, keepdim=True)
-        direction = resid + torch.where(live, rs_new / rs_old.clamp_min(1e-30), torch.zeros_like(rs_old)) * direction
+        curvature = torch.linalg.vecdot(direction, a_dir).unsqueeze(1)  # > 0 unless the row is solved
+        step = torch.where(curvature > 0, rs_old / curvature, 0.0)
+        x.addcmul_(step, direction)
+        resid.addcmul_(step, a_dir, value=-1.0)
+        rs_new = torch.linalg.vecdot(resid, resid).unsqueeze(1)
+        direction = torch.addcmul(resid, torch.where(rs_old > 0, rs_new / rs_old, 0.0), direction)
         rs_old = rs_new
 
 
