@@ -152,3 +152,15 @@ def test_numpy_and_non_finite_values_encode():
 
     enc = runs._jsonable({"a": np.float32(0.5), "b": np.arange(3), "c": float("nan"), "d": float("inf")})
     assert enc == {"a": 0.5, "b": [0, 1, 2], "c": None, "d": "inf"}
+
+
+def test_report_puts_headline_tables_first(tmp_path):
+    frame = {"__dataframe__": {"columns": ["model", "ndcg"], "data": [["EASE", 0.48]]}}
+    (tmp_path / "02_sparse_cf.json").write_text(json.dumps({
+        "notebook": "02_sparse_cf", "status": "ok", "error": None, "wall_time_s": 1.0,
+        "context": {"dataset": "ml-100k"}, "results": {"quality_table": frame, "other": 1}, "figures": {},
+    }))
+    text = write_report(tmp_path).read_text()
+    head = text.index("## Headlines")
+    assert head < text.index("## 02_sparse_cf")
+    assert "Sparse CF, Microsoft Recommenders protocol" in text[head:] and "| EASE    |   0.48 |" in text

@@ -74,6 +74,41 @@ def _notebook_md(rec: RunRecord, figures: dict[str, str]) -> str:
     return "\n".join(head) + "\n" + "\n\n".join(body) + "\n"
 
 
+#: what the report puts first, when the run recorded it: (notebook, result or figure, caption)
+HEADLINES = (
+    ("02_sparse_cf", "quality_table", "Sparse CF, Microsoft Recommenders protocol on ml-100k, beside their published table"),
+    ("03_bert_finetuning", "warm", "Text and hybrid models on warm items"),
+    ("03_bert_finetuning", "cold", "Cold-start items: text vs hybrid vs popularity of genre"),
+    ("04_sequential", "results", "Sequential models, leave-last-one-out, full ranking"),
+    ("04_sequential", "full_vs_sampled", "Full ranking vs 100 sampled negatives"),
+    ("05_speedups", "summary", "Inference speedups: best batch size per precision, and answers changed"),
+    ("06_serving", "speedup", "Serving: dynamic batching vs per-request"),
+    ("02_sparse_cf", "quality_vs_fit_time", ""),
+    ("05_speedups", "throughput_per_s_vs_batch_size", ""),
+    ("06_serving", "latency_throughput", ""),
+    ("07_sweeps_report", "ease_reg_sensitivity", ""),
+)
+
+
+def _headlines(records: list[tuple[RunRecord, dict[str, str]]]) -> list[str]:
+    by_name = {rec.notebook: (rec, figs) for rec, figs in records}
+    out = []
+    for notebook, name, caption in HEADLINES:
+        if notebook not in by_name:
+            continue
+        rec, figs = by_name[notebook]
+        value = rec.results.get(name)
+        if isinstance(value, pd.DataFrame):
+            out.append(f"**{caption or name}** ({notebook})\n\n" + value.to_markdown(index=False, floatfmt=".4g"))
+        elif isinstance(value, dict):
+            flat: dict[str, Any] = {}
+            _flatten("", value, flat)
+            out.append(f"**{caption or name}** ({notebook})\n\n" + _table([(k, _fmt(v)) for k, v in flat.items()]))
+        elif name in figs:
+            out.append(f"![{notebook}: {name}]({figs[name]})")
+    return ["## Headlines", "", *"\n\n".join(out).split("\n"), ""] if out else []
+
+
 def write_report(run_dir: str | Path) -> Path:
     """Gather every sidecar in ``run_dir`` into ``run_dir/report.md`` (atomic) and return its path."""
     run_dir = Path(run_dir)
@@ -94,6 +129,7 @@ def write_report(run_dir: str | Path) -> Path:
         c = rec.context
         lines.append(f"| {rec.notebook} | {rec.status} | {c.get('dataset')} | {c.get('device')} | {rec.wall_time_s} |")
     lines.append("")
+    lines += _headlines(records)
     lines += [_notebook_md(rec, figs) for rec, figs in records]
     path = run_dir / "report.md"
     atomic_write(path, "\n".join(lines))
