@@ -100,11 +100,97 @@ def computed(url: str) -> int:
     return int(float(line.split()[-1]))
 
 
+def closed_loop_curves(served, users, args) -> pd.DataFrame:
+    """All three setups at every concurrency level (medians over rounds), the ratios and
+    the throughput and p99 targets; returns the median curves."""
+    batching = ServingConfig(max_batch_size=args.max_batch_size, max_wait_ms=args.max_wait_ms, cache_size=0)
+    setups = {
+        "per-request": ServingConfig(max_batch_size=1, cache_size=0),
+        "dynamic batching": batching,
+        "batching + cache": ServingConfig(max_batch_size=args.max_batch_size, max_wait_ms=args.max_wait_ms),
+    }
+    loadtest.sweep(served, {"warm-up": batching}, users, [args.concurrency], requests=200, duration_s=1)
+    levels = sorted({1, 2, 4, 8, 16, args.concurrency})
+    run = dict(requests=args.requests, duration_s=args.duration)
+    runs = pd.concat([loadtest.sweep(served, setups, users, levels, seed=r, **run) for r in range(args.rounds)])
+    curves = runs.groupby(["setup", "level"], sort=False)[NUMBERS].median().reset_index()
+    base = curves[curves["setup"] == "per-request"].set_index("level")
+    curves["x_throughput"] = curves["throughput_rps"] / curves["level"].map(base["throughput_rps"])
+    per_request = curves[curves["setup"] == "per-request"]
+    saturation = per_request.loc[per_request["throughput_rps"] >= 0.95 * per_request["throughput_rps"].max()].iloc[0]
+    print(f"\n## closed loop, in-process: median of {args.rounds} rounds of {args.duration:g} s "
+          f"(setups take turns at each level); x_throughput = ours / per-request at the same concurrency")
+    print(curves.round(2).to_string(index=False))
+    print(f"per-request saturation point (first level within 5% of its best throughput): concurrency "
+          f"{saturation['level']:g}, {saturation['throughput_rps']:.0f} req/s, p99 {saturation['p99_ms']:.1f} ms")
+
+    at = curves[curves["level"] == args.concurrency].set_index("setup")
+    ratio, p99 = at.loc["dynamic batching", "x_throughput"], at.loc["dynamic batching", "p99_ms"]
+    print(f"\n## targets at {args.concurrency} concurrent clients")
+    print(f"dynamic batching {at.loc['dynamic batching', 'throughput_rps']:.0f} req/s vs per-request "
+          f"{at.loc['per-request', 'throughput_rps']:.0f} req/s: {ratio:.2f}x (target >= 5x) -> {verdict(ratio >= 5)}")
+    print(f"dynamic batching p99 {p99:.1f} ms vs per-request p99 at its saturation point {saturation['p99_ms']:.1f} ms "
+          f"-> {verdict(p99 <= saturation['p99_ms'])} (per-request p99 at {args.concurrency} clients: "
+          f"{at.loc['per-request', 'p99_ms']:.1f} ms)")
+    both = curves[(curves["setup"] == "dynamic batching") & (curves["x_throughput"] >= 5)
+                  & (curves["p99_ms"] <= saturation["p99_ms"])]
+    print(f"levels where batching meets both: {both['level'].tolist() or 'none'}")
+    return curves
+
+
+def freshness(served, users, args) -> None:
+    """Update call -> first answer reflecting it, on an idle service and under load."""
+    batching = ServingConfig(max_batch_size=args.max_batch_size, max_wait_ms=args.max_wait_ms, cache_size=0)
+    print(f"\n## freshness: update call -> first answer that reflects it ({args.updates} updates)")
+    for seed, background in enumerate((0, max(1, args.concurrency // 4))):
+        pairs = loadtest.update_pairs(served, users, args.updates, seed=seed)
+        fresh = loadtest.freshness_under_load(served, batching, users, pairs, background=background)
+        p99 = fresh["fresh_ms"].quantile(0.99)
+        print(f"{background:2d} background clients: update applied p50 {fresh['update_ms'].median():.3f} ms, "
+              f"p99 {fresh['update_ms'].quantile(0.99):.3f} ms; fresh answer p50 {fresh['fresh_ms'].median():.2f} ms, "
+              f"p99 {p99:.2f} ms, max {fresh['fresh_ms'].max():.2f} ms; reflected {fresh['reflected'].mean():.0%}; "
+              f"target p99 <= 10 ms -> {verdict(p99 <= 10 and fresh['reflected'].all())}")
+
+
+def http_and_overload(served, model, users, args, batching_rps: float) -> None:
+    """Closed loop over HTTP against a server process, then the overload accounting: open
+    loop at 3x each path's measured throughput, in-process and over HTTP."""
+    run = dict(requests=args.requests, duration_s=args.duration)
+    overload = ServingConfig(max_batch_size=args.max_batch_size, max_wait_ms=args.max_wait_ms,
+                             max_queue=2 * args.max_batch_size, timeout_ms=1000, cache_size=0)
+    checkpoint = args.checkpoint
+    if checkpoint is None and hasattr(model, "save"):  # the server process loads what was measured here
+        checkpoint = str(model.save(Path(tempfile.mkdtemp(prefix="bench-serving-")) / "model"))
+    with server_process(args, checkpoint, overload) as url:
+        loadtest.run_sync(lambda: loadtest.http_load(url, users, level=args.concurrency, requests=200, duration_s=1))
+        h = loadtest.run_sync(lambda: loadtest.http_load(url, users, level=args.concurrency, **run)).summary()
+        print(f"\n## over HTTP: `workbench serve` in its own process, httpx clients here, dynamic batching, "
+              f"{args.concurrency} clients: {h['throughput_rps']:.0f} req/s, p50 {h['p50_ms']:.1f} ms, "
+              f"p99 {h['p99_ms']:.1f} ms, ok {h['ok']}, lost {h['lost']}")
+        before = computed(url)
+        over_http = loadtest.run_sync(lambda: loadtest.http_load(url, users, mode="open",
+                                                                 level=3 * h["throughput_rps"], **run))
+        http_computed = computed(url) - before
+    in_process, snap = loadtest.run_sync(lambda: loadtest.inprocess(served, overload, users, mode="open",
+                                                                    level=3 * batching_rps, **run))
+    in_computed = sum(size * n for size, n in snap["batch_sizes"].items())
+    table = pd.DataFrame([accounting(in_process, in_computed, "in-process"), accounting(over_http, http_computed, "http")])
+    print(f"\n## overload: open loop (Poisson) at 3x the measured throughput of each path, queue {overload.max_queue}, "
+          f"deadline {overload.timeout_ms:g} ms")
+    print(table.round(1).to_string(index=False))
+    clean = (table[["lost", "duplicated", "misrouted"]] == 0).all().all()
+    print(f"target: zero lost or duplicated responses -> {verdict(clean)}")
+
+
+def verdict(ok: bool) -> str:
+    return "MET" if ok else "NOT MET"
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", default="sasrec")
     parser.add_argument("--dataset", default="ml-100k")
-    parser.add_argument("--data-path", default=str(Path(__file__).resolve().parents[2] / "shared" / "data" / "ml-100k"))
+    parser.add_argument("--data-path", default=str(ROOT.parent / "shared" / "data" / "ml-100k"))
     parser.add_argument("--checkpoint", help="saved sequential model to serve instead of training one")
     parser.add_argument("--epochs", type=int, default=1, help="training epochs (serving speed does not depend on them)")
     parser.add_argument("--max-length", type=int, default=50, help="items a sequential model reads")
@@ -126,82 +212,14 @@ def main(argv: list[str] | None = None) -> int:
     served = servable(model)
     users = model.users.ids_
     print(f"# serving benchmark: {args.model} ({type(served).__name__}) on {args.dataset}: {len(users)} users, "
-          f"{served.n_items} items; fit/load {fit_s:.1f} s; max_length {args.max_length}")
-    print(f"# {platform.processor() or platform.machine()}, {os.cpu_count()} cpus, torch {torch.__version__} "
-          f"({torch.get_num_threads()} threads), load average {os.getloadavg()[0]:.1f}")
-    run = dict(requests=args.requests, duration_s=args.duration, seed=0)
-    batching = ServingConfig(max_batch_size=args.max_batch_size, max_wait_ms=args.max_wait_ms, cache_size=0)
-    setups = {
-        "per-request": ServingConfig(max_batch_size=1, cache_size=0),
-        "dynamic batching": batching,
-        "batching + cache": ServingConfig(max_batch_size=args.max_batch_size, max_wait_ms=args.max_wait_ms),
-    }
-    loadtest.sweep(served, {"warm-up": batching}, users, [args.concurrency], requests=200, duration_s=1)
-
-    levels = sorted({1, 2, 4, 8, 16, args.concurrency})
-    runs = pd.concat([loadtest.sweep(served, setups, users, levels, **run).assign(round=r) for r in range(args.rounds)])
-    curves = runs.groupby(["setup", "level"], sort=False)[NUMBERS].median().reset_index()
-    base = curves[curves["setup"] == "per-request"].set_index("level")
-    curves["x_throughput"] = curves["throughput_rps"] / curves["level"].map(base["throughput_rps"])
-    per_request = curves[curves["setup"] == "per-request"]
-    saturation = per_request.loc[per_request["throughput_rps"] >= 0.95 * per_request["throughput_rps"].max()].iloc[0]
-    print(f"\n## closed loop, in-process: median of {args.rounds} rounds of {args.duration:g} s "
-          f"(setups take turns at each level); x_throughput = ours / per-request at the same concurrency")
-    print(curves.round(2).to_string(index=False))
-    print(f"per-request saturation point (first level within 5% of its best throughput): concurrency "
-          f"{saturation['level']:g}, {saturation['throughput_rps']:.0f} req/s, p99 {saturation['p99_ms']:.1f} ms")
-
-    at = curves[curves["level"] == args.concurrency].set_index("setup")
-    ratio = at.loc["dynamic batching", "x_throughput"]
-    p99 = at.loc["dynamic batching", "p99_ms"]
-    print(f"\n## targets at {args.concurrency} concurrent clients")
-    print(f"dynamic batching {at.loc['dynamic batching', 'throughput_rps']:.0f} req/s vs per-request "
-          f"{at.loc['per-request', 'throughput_rps']:.0f} req/s: {ratio:.2f}x (target >= 5x) -> {'MET' if ratio >= 5 else 'NOT MET'}")
-    print(f"dynamic batching p99 {p99:.1f} ms vs per-request p99 at its saturation point {saturation['p99_ms']:.1f} ms "
-          f"-> {'MET' if p99 <= saturation['p99_ms'] else 'NOT MET'} (per-request p99 at {args.concurrency} clients: "
-          f"{at.loc['per-request', 'p99_ms']:.1f} ms)")
-    both = curves[(curves["setup"] == "dynamic batching") & (curves["x_throughput"] >= 5)
-                  & (curves["p99_ms"] <= saturation["p99_ms"])]
-    print(f"levels where batching meets both: {both['level'].tolist() or 'none'}")
-
-    checkpoint = args.checkpoint
-    if checkpoint is None and hasattr(model, "save"):  # the server process loads what was measured here
-        checkpoint = str(model.save(Path(tempfile.mkdtemp(prefix="bench-serving-")) / "model"))
-    overload = ServingConfig(max_batch_size=args.max_batch_size, max_wait_ms=args.max_wait_ms,
-                             max_queue=2 * args.max_batch_size, timeout_ms=1000, cache_size=0)
-    with server_process(args, checkpoint, overload) as url:
-        loadtest.run_sync(lambda: loadtest.http_load(url, users, level=args.concurrency, requests=200, duration_s=1))
-        http = loadtest.run_sync(lambda: loadtest.http_load(url, users, level=args.concurrency, **run))
-        h = http.summary()
-        print(f"\n## over HTTP: `workbench serve` in its own process, httpx clients here, dynamic batching, "
-              f"{args.concurrency} clients: {h['throughput_rps']:.0f} req/s, p50 {h['p50_ms']:.1f} ms, "
-              f"p99 {h['p99_ms']:.1f} ms, ok {h['ok']}, lost {h['lost']}")
-        before = computed(url)
-        over_http = loadtest.run_sync(lambda: loadtest.http_load(url, users, mode="open", level=3 * h["throughput_rps"],
-                                                                 **run))
-        http_computed = computed(url) - before
-
-    pairs = loadtest.update_pairs(served, users, args.updates, seed=1)
-    print(f"\n## freshness: update call -> first answer that reflects it ({len(pairs)} updates)")
-    for background in (0, max(1, args.concurrency // 4)):
-        fresh = loadtest.freshness_under_load(served, batching, users, pairs, background=background)
-        p99 = fresh["fresh_ms"].quantile(0.99)
-        print(f"{background:2d} background clients: update applied p50 {fresh['update_ms'].median():.3f} ms, "
-              f"p99 {fresh['update_ms'].quantile(0.99):.3f} ms; fresh answer p50 {fresh['fresh_ms'].median():.2f} ms, "
-              f"p99 {p99:.2f} ms, max {fresh['fresh_ms'].max():.2f} ms; reflected {fresh['reflected'].mean():.0%}; "
-              f"target p99 <= 10 ms -> {'MET' if p99 <= 10 and fresh['reflected'].all() else 'NOT MET'}")
-        pairs = loadtest.update_pairs(served, users, args.updates, seed=2)
-
-    rate = 3 * at.loc["dynamic batching", "throughput_rps"]
-    in_process, snap = loadtest.run_sync(lambda: loadtest.inprocess(served, overload, users, mode="open", level=rate,
-                                                                    **run))
-    in_computed = sum(size * n for size, n in snap["batch_sizes"].items())
-    table = pd.DataFrame([accounting(in_process, in_computed, "in-process"), accounting(over_http, http_computed, "http")])
-    print(f"\n## overload: open loop (Poisson) at 3x the measured throughput of each path, queue {overload.max_queue}, "
-          f"deadline {overload.timeout_ms:g} ms")
-    print(table.round(1).to_string(index=False))
-    clean = (table[["lost", "duplicated", "misrouted"]] == 0).all().all()
-    print(f"target: zero lost or duplicated responses -> {'MET' if clean else 'NOT MET'}")
+          f"{served.n_items} items; fit/load {fit_s:.1f} s; max_length {args.max_length}; "
+          f"max batch {args.max_batch_size}, max wait {args.max_wait_ms:g} ms")
+    print(f"# {platform.machine()}, {os.cpu_count()} cpus, torch {torch.__version__} "
+          f"({torch.get_num_threads()} threads), load average {os.getloadavg()[0]:.1f} (machine shared)")
+    curves = closed_loop_curves(served, users, args)
+    freshness(served, users, args)
+    batching_rps = curves.set_index(["setup", "level"]).loc[("dynamic batching", args.concurrency), "throughput_rps"]
+    http_and_overload(served, model, users, args, batching_rps)
     return 0
 
 

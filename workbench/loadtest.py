@@ -256,7 +256,11 @@ def sweep(model, setups: dict, users: Sequence[int], levels: Sequence[int], *, r
     config) at every concurrency in ``levels``, in-process. The setups take turns at
     each level, so a change in machine load hits all of them alike. One row per run,
     grouped by setup: ``setup``, the :meth:`LoadResult.summary` columns,
-    ``cache_hit_rate``, ``mean_batch`` and ``batch_sizes`` (size -> model calls)."""
+    ``cache_hit_rate``, ``mean_batch`` and ``batch_sizes`` (size -> model calls). One
+    untimed call per batch size first, so no run pays for the model's lazy set-up."""
+    largest = max(config.max_batch_size for config in setups.values())
+    for size in sorted({1, min(largest, max(levels), len(users))}):
+        model.recommend_batch([(int(user), k) for user in np.asarray(users)[:size]])
     rows = []
     for level in levels:
         for name, config in setups.items():

@@ -124,11 +124,11 @@ class ServableModel:
         """Record that ``user_id`` interacted with ``item_id``, effective for the next
         batch; returns the user's update count. Unknown items raise
         :class:`~workbench.matrix.UnknownIdError` (nothing is changed)."""
-        index = int(self.items.index(np.asarray([item_id]))[0])
+        user_id, index = int(user_id), int(self.items.index(np.asarray([item_id]))[0])
         with self._lock:
-            self._added.setdefault(int(user_id), []).append(index)
-            self._update(int(user_id), self.history(int(user_id)))
-            self._updates[int(user_id)] = version = self._updates.get(int(user_id), 0) + 1
+            self._update(user_id, np.append(self.history(user_id), index))  # may raise: nothing changed yet
+            self._added.setdefault(user_id, []).append(index)
+            self._updates[user_id] = version = self._updates.get(user_id, 0) + 1
         return version
 
     def history(self, user_id: int) -> np.ndarray:
