@@ -231,10 +231,11 @@ def test_real_models_serve_what_they_recommend(name, interactions):
         assert list(answer.items) == expected.loc[expected["user_id"] == u, "item_id"].tolist()
 
 
-def test_real_sequential_model_serves_what_it_recommends(interactions):
-    sasrec = pytest.importorskip("workbench.models.sasrec")
-    model = sasrec.SASRec(sasrec.SASRecConfig(epochs=1, max_length=20, embedding_size=16, layers=1, heads=1,
-                                              device="cpu")).fit(interactions)
+@pytest.mark.parametrize("module, cls", [("sasrec", "SASRec"), ("bert4rec", "BERT4Rec")])
+def test_real_sequential_model_serves_what_it_recommends(module, cls, interactions):
+    found = pytest.importorskip(f"workbench.models.{module}")
+    config = getattr(found, f"{cls}Config")(epochs=1, max_length=20, embedding_size=16, layers=1, heads=1, device="cpu")
+    model = getattr(found, cls)(config).fit(interactions)
     adapter = servable(model)
     users = [int(u) for u in model.users.ids_[:4]]
     answers = adapter.recommend_batch([(u, 5) for u in users])
