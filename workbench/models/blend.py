@@ -68,8 +68,9 @@ class BlendConfig:
 class Blend(Recommender):
     """Weighted sum of standardised component scores; see the module docstring.
 
-    The default blends ``EASE()`` and ``IALS()`` (the best pair on the ml-100k
-    validation split; see notebook 02).
+    The default blends ``EASE()`` and ``IALS()``: on the ml-100k validation split
+    that blend scored 0.2354 nDCG@10, against 0.2341 with ItemKNN added and 0.2305
+    for EASE with ItemKNN.
     """
 
     def __init__(

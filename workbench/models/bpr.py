@@ -80,15 +80,15 @@ class BPR(Recommender):
     def _fit(self, matrix: sp.csr_matrix) -> None:
         cfg = self.config
         device = resolve_device(cfg.device)
-        torch.manual_seed(cfg.seed)  # parameter init
-        gen = torch.Generator(device=device).manual_seed(cfg.seed)  # sampling
+        init = torch.Generator().manual_seed(cfg.seed)  # parameters, drawn on CPU for any device
+        gen = torch.Generator(device=device).manual_seed(cfg.seed)  # order and negatives
         n_users, n_items = matrix.shape
         coo = matrix.tocoo()
         users = torch.as_tensor(coo.row.astype(np.int64), device=device)  # (nnz,)
         items = torch.as_tensor(coo.col.astype(np.int64), device=device)  # (nnz,)
         keys = torch.sort(users * n_items + items).values  # (nnz,) sorted
-        user_emb = torch.nn.Parameter(torch.randn(n_users, cfg.factors, device=device) * 0.1)
-        item_emb = torch.nn.Parameter(torch.randn(n_items, cfg.factors, device=device) * 0.1)
+        user_emb = torch.nn.Parameter((torch.randn(n_users, cfg.factors, generator=init) * 0.1).to(device))
+        item_emb = torch.nn.Parameter((torch.randn(n_items, cfg.factors, generator=init) * 0.1).to(device))
         item_bias = torch.nn.Parameter(torch.zeros(n_items, device=device))
         opt = torch.optim.Adam([user_emb, item_emb, item_bias], lr=cfg.learning_rate)
         for _ in range(cfg.epochs):
