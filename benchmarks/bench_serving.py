@@ -50,7 +50,8 @@ def accounting(result: loadtest.LoadResult, computed: int, label: str) -> dict:
     o = result.outcomes
     return {"run": label, "rate_rps": round(result.level), "sent": result.sent, "ok": o.get("ok", 0),
             "rejected_503": o.get("rejected", 0), "timeout": o.get("timeout", 0), "error": o.get("error", 0),
-            "refused": o.get("refused", 0), "misrouted": o.get("misrouted", 0), "lost": o.get("lost", 0),
+            "refused": o.get("refused", 0), "disconnected": o.get("disconnected", 0),
+            "misrouted": o.get("misrouted", 0), "lost": o.get("lost", 0),
             "duplicated": sum(o.values()) - result.sent,
             "computed": computed,
             "p99_ok_ms": result.summary()["p99_ms"]}
@@ -71,7 +72,8 @@ def server_process(args, checkpoint: str | None, serving: ServingConfig):
         cmd += ["--data-path", args.data_path]
     if checkpoint:
         cmd += ["--checkpoint", checkpoint]
-    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    env = {**os.environ, "OMP_NUM_THREADS": str(args.torch_threads)}  # torch's intra-op threads there
+    proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     url = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 300
@@ -201,7 +203,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=2, help="repeats of the closed-loop curves (medians)")
     parser.add_argument("--requests", type=int, default=4000, help="requests per run, at most")
     parser.add_argument("--updates", type=int, default=200)
+    parser.add_argument("--torch-threads", type=int, default=1,
+                        help="intra-op threads for every setup (1: no spinning OpenMP threads on a shared machine)")
     args = parser.parse_args(argv)
+    torch.set_num_threads(args.torch_threads)
 
     path = args.data_path if args.dataset != "synthetic" and Path(args.data_path).exists() else None
     data = datasets.load(args.dataset, path=path, size="small")

@@ -98,7 +98,8 @@ def test_recommend_health_interactions_and_metrics():
         metrics = client.get("/metrics")
         assert metrics.headers["content-type"].startswith("text/plain")
         text = metrics.text
-        for line in ('workbench_requests_total{outcome="ok"} 3.0', "workbench_updates_total 1.0",
+        for line in ('workbench_requests_total{outcome="ok"} 3.0', 'workbench_answers_total{source="model"} 3.0',
+                     "workbench_updates_total 1.0",
                      'workbench_batch_size_bucket{le="1"} 3.0', "workbench_queue_depth 0.0",
                      'workbench_request_latency_seconds{quantile="0.99"}', "workbench_cache_hit_rate 0.0"):
             assert line in text, line

@@ -12,7 +12,8 @@
 Every run is bounded by a request count *and* a duration; requests still unanswered
 ``drain_s`` after the end are cancelled and counted ``lost``. Outcomes: ``ok``,
 ``rejected`` (503), ``timeout`` (504 or client timeout), ``invalid`` (422), ``error``
-(other), ``refused`` (no connection), ``misrouted`` (an answer for another user).
+(other), ``refused`` (no connection), ``disconnected`` (connection closed before an
+answer), ``misrouted`` (an answer for another user).
 :func:`run_sync` runs any of these from plain code, a notebook or a widget callback.
 """
 
@@ -32,7 +33,7 @@ from workbench.serving import InvalidRequest, RecommendationService
 
 #: (user_id, k) -> outcome name
 Caller = Callable[[int, int], Awaitable[str]]
-OUTCOMES = ("ok", "rejected", "timeout", "invalid", "error", "refused", "misrouted")
+OUTCOMES = ("ok", "rejected", "timeout", "invalid", "error", "refused", "disconnected", "misrouted")
 _STATUS = {503: "rejected", 504: "timeout", 422: "invalid"}
 #: seconds a run waits for its last answers before counting them lost
 DRAIN_S = 10.0
@@ -48,8 +49,10 @@ def http_caller(client) -> Caller:
             response = await client.get(f"/recommend/{user_id}", params={"k": k})
         except httpx.TimeoutException:
             return "timeout"
-        except httpx.TransportError:
+        except httpx.ConnectError:
             return "refused"
+        except httpx.TransportError:  # the connection closed before an answer came
+            return "disconnected"
         if response.status_code == 200:
             return "ok" if response.json()["user_id"] == user_id else "misrouted"
         return _STATUS.get(response.status_code, "error")
@@ -177,13 +180,13 @@ async def open_loop(call: Caller, users: Sequence[int], *, rate: float, requests
     tally, started = _Tally(), time.perf_counter()
     tasks = []
     try:
-        for at, user in zip(arrivals, picks):
+        for i, at in enumerate(arrivals):
             if at > duration_s:
                 break
             delay = started + at - time.perf_counter()
             await asyncio.sleep(max(delay, 0))  # always yields, so arrivals never starve the answers
             tally.sent += 1
-            tasks.append(asyncio.ensure_future(tally.one(call, int(user), k)))
+            tasks.append(asyncio.ensure_future(tally.one(call, int(picks[i % len(picks)]), k)))
         lost = await _finish(tasks, drain_s)
     finally:  # also when this coroutine is cancelled
         for task in tasks:

@@ -37,8 +37,8 @@ from workbench.serving import MAX_ID, InvalidRequest, RecommendationService
 
 #: seconds a rejected client is told to wait (``Retry-After``)
 RETRY_AFTER_S = 1
-#: outcomes of a recommendation request, as counted by the service
-OUTCOMES = ("ok", "cache_hits", "cold_start", "rejected", "timeouts", "errors", "invalid", "shutting_down", "cancelled")
+#: how a recommendation request ended (one each), as counted by the service
+OUTCOMES = ("ok", "rejected", "timeouts", "errors", "invalid", "shutting_down", "cancelled")
 MODELS = ("popularity", "ease", "itemknn", "ials", "bpr", "sasrec", "bert4rec")
 
 
@@ -126,6 +126,12 @@ class _Collector:
         for outcome in OUTCOMES:
             requests.add_metric([outcome], counts.get(outcome, 0))
         yield requests
+        answers = CounterMetricFamily("workbench_answers", "Answered requests by where the answer came from",
+                                      labels=["source"])
+        cached, cold = counts.get("cache_hits", 0), counts.get("cold_start", 0)
+        for source, value in (("cache", cached), ("cold_start", cold), ("model", counts.get("ok", 0) - cached - cold)):
+            answers.add_metric([source], value)
+        yield answers
         yield CounterMetricFamily("workbench_updates", "Online interactions applied", value=counts.get("updates", 0))
         yield CounterMetricFamily("workbench_cache_hits", "Cache hits", value=snap["cache_hits"])
         yield CounterMetricFamily("workbench_cache_misses", "Cache misses", value=snap["cache_misses"])
