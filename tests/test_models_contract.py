@@ -121,6 +121,8 @@ def test_bad_input_gives_clear_errors(name, fitted):
         model.recommend([1], k=0)
     with pytest.raises(ValueError, match="no interactions"):
         MODELS[name]().fit(pd.DataFrame({USER: [], ITEM: []}))
+    with pytest.raises(ValueError, match="missing or non-integer id"):
+        MODELS[name]().fit(pd.DataFrame({USER: [1.0, float("nan")], ITEM: [1, 2]}))
     with pytest.raises(NotFittedError):
         MODELS[name]().recommend([1])
 

@@ -18,7 +18,7 @@ import scipy.sparse as sp
 import torch
 
 from workbench.matrix import IndexMap, interaction_matrix
-from workbench.schema import ITEM, RANK, SCORE, USER, require_columns
+from workbench.schema import ITEM, RANK, SCORE, USER, SchemaError, require_columns
 
 #: scores for one block of users are at most this many bytes (float32)
 BLOCK_BYTES = 64 * 2**20
@@ -115,6 +115,11 @@ class Recommender(ABC):
         require_columns(interactions, [USER, ITEM], source=f"{type(self).__name__}.fit")
         if len(interactions) == 0:
             raise ValueError(f"{type(self).__name__}.fit: no interactions to fit on")
+        for col in (USER, ITEM):
+            ids = pd.to_numeric(interactions[col], errors="coerce")
+            if ids.isna().any() or (ids != ids.round()).any():
+                bad = interactions[col][ids.isna() | (ids != ids.round())].iloc[0]
+                raise SchemaError(f"{type(self).__name__}.fit: column {col!r} holds a missing or non-integer id ({bad!r})")
         self.users = IndexMap.from_ids(interactions[USER], kind="user")
         self.items = IndexMap.from_ids(interactions[ITEM], kind="item")
         self.seen = interaction_matrix(interactions, self.users, self.items)
