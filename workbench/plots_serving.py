@@ -22,7 +22,7 @@ def latency_throughput(table: pd.DataFrame, *, quantile: str = "p99_ms", title: 
             ax.annotate(f"{row['level']:g}", (row["throughput_rps"], row[quantile]), fontsize=7,
                         textcoords="offset points", xytext=(3, 3))
     ax.set(xlabel="throughput (answered requests / s)", ylabel=f"{quantile.removesuffix('_ms')} latency (ms)",
-           yscale="log", title=title or f"Latency vs throughput (labels: concurrent clients)")
+           yscale="log", title=title or "Latency vs throughput (labels: concurrent clients)")
     ax.legend()
     fig.tight_layout()
     return fig

@@ -209,7 +209,7 @@ class ServerThread:
 # -- models and the command line --------------------------------------------------------
 
 
-def build_model(name: str, interactions: pd.DataFrame, *, epochs: int = 5, max_length: int = 200,
+def build_model(name: str, interactions: pd.DataFrame, *, epochs: int = 5, max_length: int = 50,
                 checkpoint: str | None = None, seed: int = 0, device: str = "cpu"):
     """Fit model ``name`` (one of :data:`MODELS`) on ``interactions``, or load a
     sequential model's ``checkpoint``. ``epochs`` and ``max_length`` apply to the
