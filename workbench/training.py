@@ -52,6 +52,10 @@ class LoopOptions:
     seed: int = 0
 
 
+#: the columns of :attr:`TrainingResult.curves`
+CURVE_COLUMNS = ("epoch", "train_loss", "valid_score", "seconds")
+
+
 @dataclass(frozen=True)
 class TrainingResult:
     """``curves``: one row per epoch (``epoch``, ``train_loss``, ``valid_score`` -- NaN
@@ -142,7 +146,7 @@ def train(
     else:
         best_epoch = len(rows)
     network.eval()
-    return TrainingResult(pd.DataFrame(rows), best_epoch, best_score, stopped)
+    return TrainingResult(pd.DataFrame(rows, columns=list(CURVE_COLUMNS)), best_epoch, best_score, stopped)
 
 
 def save_checkpoint(path: str | Path, tensors: dict[str, torch.Tensor], config: dict[str, Any]) -> Path:
@@ -202,11 +206,11 @@ class SequentialModel:
 
     Mixed in before :class:`~workbench.models.base.Recommender` by BERT4Rec and SASRec,
     which supply ``config_class``; ``_build(n_items)``, a network with a ``bert``
-    (``transformers.BertModel``) and ``attentions(tokens)``; ``_batches(rng)`` and
-    ``_loss(batch)`` for training; ``context_length``, ``tokens(sequences)`` (a dict of
-    padded tensors) and ``score_tokens(**tokens)`` -> (B, n_items) for inference. The
-    last two are the tensor-level path to benchmark: ``score_tokens`` runs one forward
-    pass with no Python loop over rows.
+    (``transformers.BertModel``) and ``attentions(tokens)``; ``training_windows()``,
+    ``_batches(rng)`` and ``_loss(batch)`` for training; and ``context_length``,
+    ``tokens(sequences)`` (a dict of padded tensors) and ``score_tokens(**tokens)`` ->
+    (B, n_items) for inference. The last two are the tensor-level path to benchmark:
+    ``score_tokens`` is one forward pass, no Python loop over rows.
 
     Histories are lists of item ids, oldest first. Bad input, the same everywhere:
 
@@ -281,7 +285,7 @@ class SequentialModel:
 
         return validate
 
-    def training_sequences(self, length: int, *, overlap: int = 0) -> list[np.ndarray]:
+    def _windows(self, length: int, *, overlap: int = 0) -> list[np.ndarray]:
         """Every training user's item indices cut into windows of ``length`` (newest
         first, see :func:`workbench.sequential.windows`), so long histories are used whole."""
         return [w for s in self.sequences_ for w in windows(s, length, overlap=overlap)]
@@ -399,8 +403,10 @@ class SequentialModel:
             sequence_lengths=torch.as_tensor(lengths),
             popularity=self.popularity_,
         )
+        best = self.result_.best_score
         meta = {"model": type(self).__name__, "config": asdict(self.config), "format": 1,
-                "best_epoch": self.result_.best_epoch, "best_score": self.result_.best_score}
+                "best_epoch": self.result_.best_epoch, "best_score": best if math.isfinite(best) else None,
+                "curves": _json_lists(self.result_.curves)}
         return save_checkpoint(path, tensors, meta)
 
     @classmethod
@@ -422,8 +428,15 @@ class SequentialModel:
         state = {name.removeprefix("network."): t for name, t in tensors.items() if name.startswith("network.")}
         model.network.load_state_dict(state)
         model.network.to(model.device_).eval()
-        model.result_ = TrainingResult(pd.DataFrame(), meta["best_epoch"], meta["best_score"], False)
+        best = math.nan if meta["best_score"] is None else meta["best_score"]
+        curves = pd.DataFrame(meta["curves"], columns=list(CURVE_COLUMNS))
+        model.result_ = TrainingResult(curves, meta["best_epoch"], best, False)
         return model
+
+
+def _json_lists(frame: pd.DataFrame) -> dict[str, list]:
+    """Columns as lists with NaN written as null (strict JSON)."""
+    return {c: [None if isinstance(v, float) and math.isnan(v) else v for v in frame[c].tolist()] for c in frame.columns}
 
 
 def _rows_matrix(sequences: list[np.ndarray], n_items: int):

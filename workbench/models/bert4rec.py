@@ -95,9 +95,13 @@ class BERT4Rec(SequentialModel, Recommender):
     def _build(self, n_items: int) -> BERT4RecNetwork:
         return BERT4RecNetwork(n_items, self.config)
 
+    def training_windows(self) -> list[np.ndarray]:
+        """Training histories cut into windows of ``max_length`` items."""
+        return self._windows(self.config.max_length)
+
     def _batches(self, rng: np.random.Generator):
-        """Shuffled batches of Cloze-masked windows of ``max_length`` training items."""
-        sequences = self.training_sequences(self.config.max_length)
+        """Shuffled batches of Cloze-masked training windows."""
+        sequences = self.training_windows()
         order = rng.permutation(len(sequences))
         for start in range(0, len(order), self.config.batch_size):
             tokens = pad([sequences[i] + 1 for i in order[start : start + self.config.batch_size]], side="left")  # (B, T)

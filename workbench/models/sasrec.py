@@ -78,10 +78,15 @@ class SASRec(SequentialModel, Recommender):
     def _build(self, n_items: int) -> SASRecNetwork:
         return SASRecNetwork(n_items, self.config)
 
+    def training_windows(self) -> list[np.ndarray]:
+        """Training histories cut into windows of ``max_length + 1`` items (one overlapping,
+        so every next-item transition is trained once)."""
+        return self._windows(self.config.max_length + 1, overlap=1)
+
     def _batches(self, rng: np.random.Generator):
-        """Shuffled batches of windows of ``max_length + 1`` items: inputs are all but
-        the newest, labels the same window shifted by one (-1 on padding)."""
-        sequences = self.training_sequences(self.config.max_length + 1, overlap=1)
+        """Shuffled batches of windows: inputs are all but the newest item, labels the
+        same window shifted by one (-1 on padding)."""
+        sequences = self.training_windows()
         order = rng.permutation(len(sequences))
         for start in range(0, len(order), self.config.batch_size):
             chunk = [sequences[i] for i in order[start : start + self.config.batch_size]]
