@@ -6,7 +6,6 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
-import torch
 
 from workbench import datasets, pointwise, splits
 from workbench.metrics import log_loss

@@ -141,7 +141,7 @@ def load_encoder(
     shown = "default" if name_or_path is None else str(name_or_path)
     try:
         model = AutoModel.from_pretrained(path, use_safetensors=True, local_files_only=local_files_only)
-    except (OSError, ValueError, EnvironmentError) as err:
+    except (OSError, ValueError) as err:
         raise _not_found(shown, err) from err
     try:
         tok = AutoTokenizer.from_pretrained(tok_path, local_files_only=local_files_only)

@@ -113,7 +113,7 @@ class TextRecommender(Recommender):
 class FrozenTextConfig:
     """``max_length``: tokens read per item; ``batch_size``: texts per forward pass."""
 
-    max_length: int = 32  # ml-100k texts are 16 tokens on average, 33 at most
+    max_length: int = 32  # ml-100k texts: 15.8 tokens on average, 34 at most (2 of 1682 longer than 32)
     batch_size: int = 128
 
     def __post_init__(self) -> None:
