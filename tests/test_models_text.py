@@ -125,6 +125,15 @@ def test_best_epoch_weights_are_kept(data, split, trained):
     assert coldstart.evaluate(trained, valid)["ndcg"] == pytest.approx(best, abs=1e-6)
 
 
+def test_patience_stops_after_epochs_without_improvement(data, split, tiny, monkeypatch):
+    _, _, fit, valid = split
+    scores = iter([0.5, 0.4, 0.3, 0.6, 0.7])
+    monkeypatch.setattr(coldstart, "evaluate", lambda *args, **kwargs: {"ndcg": next(scores)})
+    m = TwoTower(data.items, encoder=tiny, config=tiny_config(epochs=4, patience=2), progress=False)
+    m.fit(fit, validation=valid)
+    assert m.history_["epoch"].tolist() == [0, 1, 2] and m.best_epoch_ == 0
+
+
 def test_save_and_load_round_trip_with_safetensors(trained, tiny, tmp_path):
     folder = trained.save(tmp_path / "tt")
     assert (folder / "model.safetensors").is_file() and not list(folder.glob("*.bin"))

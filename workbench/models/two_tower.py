@@ -23,7 +23,8 @@ Batches are random but drawn from windows sorted by token length, so little comp
 goes to padding. AdamW (decoupled weight decay on matrices only), linear warm-up then linear decay to 0,
 gradient clipping, bf16 autocast on CUDA where supported (``precision="auto"``; float32
 on CPU unless ``precision="bf16"``). After every epoch all item vectors are recomputed
-and, with a validation set, nDCG@k is measured; the best epoch's weights are kept.
+and, with a validation set, nDCG@k is measured; the best epoch's weights are kept (and
+with ``patience``, training stops after that many epochs without improvement).
 Epoch 0 in the history is the untrained start, which equals :class:`FrozenText` when
 ``embedding_size`` is None (projection and ``W`` start as identities).
 """
@@ -78,6 +79,7 @@ class TwoTowerConfig:
     weight_decay: float = 0.01
     warmup: float = 0.1  # share of all steps spent warming up, then linear decay to 0
     clip_norm: float = 1.0
+    patience: int = 0  # stop after this many validations without improvement; 0 runs every epoch
     temperature: float = 0.05  # initial 1 / score scale
     precision: str = "auto"  # auto | bf16 | fp32
     k: int = 10  # validation metric nDCG@k
@@ -87,7 +89,7 @@ class TwoTowerConfig:
     def __post_init__(self) -> None:
         check_options(self, positive=("max_length", "epochs", "batch_size", "learning_rate", "head_learning_rate",
                                       "clip_norm", "temperature", "k", "negatives"),
-                      non_negative=("freeze", "weight_decay", "warmup"))
+                      non_negative=("freeze", "weight_decay", "warmup", "patience"))
         if self.loss not in ("softmax", "bce"):
             raise ValueError(f"TwoTowerConfig: loss must be 'softmax' or 'bce', got {self.loss!r}")
         if self.precision not in ("auto", "bf16", "fp32"):
@@ -238,6 +240,8 @@ class TwoTower(TextRecommender):
             if validation is None or score > best[0]:
                 best = (score, epoch, copy.deepcopy(net.state_dict()), vectors)
             bar.set_postfix(loss=f"{loss:.3f}", valid=f"{score:.4f}")
+            if validation is not None and cfg.patience and epoch - best[1] >= cfg.patience:
+                break  # the learning-rate schedule was planned for all epochs; stopping early only saves time
         net.load_state_dict(best[2])
         self.best_epoch_ = best[1]
         self._publish(net, best[3])
