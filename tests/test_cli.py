@@ -22,7 +22,8 @@ def test_run_one_notebook_with_a_parameter(tmp_path, capsys):
     assert main(["run", str(nb), "-p", "k", "20", "--runs-dir", str(tmp_path / "runs")]) == 0
     out = capsys.readouterr().out
     assert "ok     05_demo" in out and "report.md" in out
-    (run_dir,) = (tmp_path / "runs").iterdir()
+    (run_dir,) = [p for p in (tmp_path / "runs").iterdir() if p.is_dir()]
+    assert (tmp_path / "runs" / "results.sqlite").exists()  # the run is in the results store
     from workbench import runs
 
     assert runs.read(run_dir / "05_demo.json") == {"k": 20}
