@@ -77,20 +77,21 @@ def _download(url: str, dest: Path, *, timeout: float) -> str:
     return md5.hexdigest()
 
 
-def file_md5(path: Path) -> str:
-    h = hashlib.md5()
+def file_digest(path: Path, algorithm: str = "md5") -> str:
+    """Hex digest of a file, read in 1 MiB chunks (Python 3.10 has no hashlib.file_digest)."""
+    h = hashlib.new(algorithm)
     with open(path, "rb") as f:
         for chunk in iter(lambda: f.read(1 << 20), b""):
             h.update(chunk)
     return h.hexdigest()
+
+
+def file_md5(path: Path) -> str:
+    return file_digest(path, "md5")
 
 
 def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
+    return file_digest(path, "sha256")
 
 
 def _write_manifest(folder: Path, source: str, archive_md5: str | None) -> None:
