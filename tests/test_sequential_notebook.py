@@ -23,9 +23,9 @@ def test_04_on_real_ml100k_meets_the_targets(tmp_path):
     table = rec.results["results"].set_index("model")
     assert {"SASRec", "BERT4Rec", "EASE", "ItemKNN", "last-item KNN", "Popularity"} <= set(table.index)
     ndcg = table["ndcg@10"]
-    for name in ("SASRec", "BERT4Rec"):
-        assert ndcg[name] > ndcg["Popularity"], ndcg
-    assert max(ndcg["SASRec"], ndcg["BERT4Rec"]) > ndcg["last-item KNN"], ndcg
+    for name in ("SASRec", "BERT4Rec"):  # the targets, full ranking
+        assert ndcg[name] > max(ndcg["Popularity"], ndcg["last-item KNN"]), ndcg
+    assert max(ndcg["SASRec"], ndcg["BERT4Rec"]) > max(ndcg["EASE"], ndcg["ItemKNN"]), ndcg
     # sampling inflates every model's nDCG@10
     assert (table["sampled_ndcg@10"] > 2 * ndcg).all()
     assert set(rec.figures) >= {"training_curves", "full_vs_sampled", "ndcg_by_history_length", "attention_one_user"}

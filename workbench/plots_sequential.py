@@ -32,15 +32,15 @@ def training_curves(curves: dict[str, pd.DataFrame], *, k: int = 10) -> Figure:
 
 def full_vs_sampled(table: pd.DataFrame, *, k: int = 10) -> Figure:
     """nDCG@k and HR@k per model under full ranking beside 100-negative sampled ranking."""
-    fig, axes = plt.subplots(1, 2, figsize=(10, 3.4))
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
     x = np.arange(len(table))
-    for ax, metric in zip(axes, (f"ndcg@{k}", f"hr@{k}")):
-        ax.bar(x - 0.2, table[metric], width=0.4, label="full ranking (all items)")
-        ax.bar(x + 0.2, table[f"sampled_{metric}"], width=0.4, label="sampled (100 negatives)")
+    for ax, metric, label in zip(axes, (f"ndcg@{k}", f"hr@{k}"), (f"nDCG@{k}", f"HR@{k}")):
+        ax.bar(x - 0.2, table[metric], width=0.4, label="full ranking (all unseen items)")
+        ax.bar(x + 0.2, table[f"sampled_{metric}"], width=0.4, label="sampled (held-out item + 100 negatives)")
         ax.set_xticks(x, table.index, rotation=30, ha="right")
-        ax.set(ylabel=metric.replace("ndcg", "nDCG").replace("hr", "HR"), title=f"{metric}: full vs sampled")
-    axes[0].legend()
-    fig.tight_layout()
+        ax.set(ylabel=label, title=f"{label}: full vs sampled ranking")
+    fig.legend(*axes[0].get_legend_handles_labels(), loc="lower center", ncols=2)
+    fig.tight_layout(rect=(0, 0.08, 1, 1))
     return fig
 
 

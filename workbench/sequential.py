@@ -45,8 +45,10 @@ def histories(interactions: pd.DataFrame) -> pd.Series:
     order = np.lexsort((tie, interactions[TIMESTAMP].to_numpy(), interactions[USER].to_numpy()))
     users = interactions[USER].to_numpy()[order]
     items = interactions[ITEM].to_numpy(dtype=np.int64)[order]
-    starts = np.flatnonzero(np.r_[True, users[1:] != users[:-1]]) if len(users) else np.array([], int)
-    return pd.Series(np.split(items, starts[1:]) if len(users) else [], index=pd.Index(users[starts], name=USER), name=ITEM, dtype=object)
+    if not len(users):
+        return pd.Series([], index=pd.Index([], dtype=np.int64, name=USER), name=ITEM, dtype=object)
+    starts = np.flatnonzero(np.r_[True, users[1:] != users[:-1]])  # first row of each user
+    return pd.Series(np.split(items, starts[1:]), index=pd.Index(users[starts], name=USER), name=ITEM, dtype=object)
 
 
 @dataclass(frozen=True)
