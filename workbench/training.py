@@ -210,7 +210,8 @@ class SequentialModel:
     ``_batches(rng)`` and ``_loss(batch)`` for training; and ``context_length``,
     ``tokens(sequences)`` (a dict of padded tensors) and ``score_tokens(**tokens)`` ->
     (B, n_items) for inference. The last two are the tensor-level path to benchmark:
-    ``score_tokens`` is one forward pass, no Python loop over rows.
+    ``score_tokens`` is one forward pass, no Python loop over rows (call it under
+    ``torch.inference_mode()``, and ``autocast`` for other precisions).
 
     Histories are lists of item ids, oldest first. Bad input, the same everywhere:
 
