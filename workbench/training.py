@@ -201,6 +201,29 @@ class SequentialConfig(LoopOptions):
             raise ValueError(f"{name}: learning_rate must be > 0, got {self.learning_rate!r}")
 
 
+def bert_encoder(config: SequentialConfig, vocab_size: int, *, causal: bool = False) -> "BertModel":
+    """The ``transformers.BertModel`` both sequential models build on: ``config``'s sizes,
+    token 0 as padding, no pooler; ``causal`` makes it a decoder (SASRec), no KV cache."""
+    from transformers import BertConfig, BertModel
+
+    c = config.embedding_size
+    bert_config = BertConfig(
+        vocab_size=vocab_size,
+        hidden_size=c,
+        num_hidden_layers=config.layers,
+        num_attention_heads=config.heads,
+        intermediate_size=4 * c,
+        hidden_dropout_prob=config.dropout,
+        attention_probs_dropout_prob=config.dropout,
+        max_position_embeddings=config.max_length,
+        type_vocab_size=1,
+        pad_token_id=0,
+        is_decoder=causal,
+        use_cache=False,
+    )
+    return BertModel(bert_config, add_pooling_layer=False)
+
+
 class SequentialModel:
     """Fit, score, recommend and checkpoint a next-item model over item-index sequences.
 

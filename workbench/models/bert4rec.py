@@ -20,11 +20,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
-from transformers import BertConfig, BertModel
 
 from workbench.models.base import Recommender
 from workbench.sequential import pad
-from workbench.training import SequentialConfig, SequentialModel
+from workbench.training import SequentialConfig, SequentialModel, bert_encoder
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -49,21 +48,7 @@ class BERT4RecNetwork(nn.Module):
         super().__init__()
         c = config.embedding_size
         self.n_items, self.mask_token, self.max_length = n_items, n_items + 1, config.max_length
-        self.bert = BertModel(
-            BertConfig(
-                vocab_size=n_items + 2,
-                hidden_size=c,
-                num_hidden_layers=config.layers,
-                num_attention_heads=config.heads,
-                intermediate_size=4 * c,
-                hidden_dropout_prob=config.dropout,
-                attention_probs_dropout_prob=config.dropout,
-                max_position_embeddings=config.max_length,
-                type_vocab_size=1,
-                pad_token_id=0,
-            ),
-            add_pooling_layer=False,
-        )
+        self.bert = bert_encoder(config, n_items + 2)
         self.head = nn.Sequential(nn.Linear(c, c), nn.GELU(), nn.LayerNorm(c, eps=1e-12))
         self.bias = nn.Parameter(torch.zeros(n_items))
 

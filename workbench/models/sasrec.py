@@ -20,11 +20,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
-from transformers import BertConfig, BertModel
 
 from workbench.models.base import Recommender
 from workbench.sequential import pad
-from workbench.training import SequentialConfig, SequentialModel
+from workbench.training import SequentialConfig, SequentialModel, bert_encoder
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -37,25 +36,8 @@ class SASRecNetwork(nn.Module):
 
     def __init__(self, n_items: int, config: SASRecConfig) -> None:
         super().__init__()
-        c = config.embedding_size
         self.n_items = n_items
-        self.bert = BertModel(
-            BertConfig(
-                vocab_size=n_items + 1,
-                hidden_size=c,
-                num_hidden_layers=config.layers,
-                num_attention_heads=config.heads,
-                intermediate_size=4 * c,
-                hidden_dropout_prob=config.dropout,
-                attention_probs_dropout_prob=config.dropout,
-                max_position_embeddings=config.max_length,
-                type_vocab_size=1,
-                pad_token_id=0,
-                is_decoder=True,
-                use_cache=False,
-            ),
-            add_pooling_layer=False,
-        )
+        self.bert = bert_encoder(config, n_items + 1, causal=True)
 
     def hidden(self, tokens: torch.Tensor) -> torch.Tensor:
         """(B, T) right-padded tokens -> (B, T, C); position t sees tokens 0..t only."""
