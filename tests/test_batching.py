@@ -212,3 +212,74 @@ def test_submit_before_start_is_refused():
             await MicroBatcher(Recorder()).submit(1)
 
     run(main())
+
+
+# -- the priority lane ------------------------------------------------------------------
+
+
+class HeldOnNegative(Recorder):
+    """Doubles each request; a batch holding a negative request waits for ``gate``."""
+
+    def __call__(self, requests):
+        if any(r < 0 for r in requests):
+            self.gate.wait(10)
+        self.batches.append(list(requests))
+        return [2 * r for r in requests]
+
+
+def test_priority_request_passes_a_held_main_lane_and_does_not_wait_for_company():
+    fn = HeldOnNegative(gate=threading.Event())
+
+    async def main():
+        config = BatcherConfig(max_batch_size=8, max_wait_ms=5000, timeout_ms=None)
+        async with MicroBatcher(fn, config) as b:
+            held = asyncio.ensure_future(b.submit(-1))  # the main lane's batch waits 5 s for company
+            queued = asyncio.ensure_future(b.submit(3))
+            await asyncio.sleep(0.02)
+            started = time.perf_counter()
+            urgent = await b.submit(7, priority=True)
+            waited = time.perf_counter() - started
+            assert not held.done() and not queued.done()
+            fn.gate.set()
+            return urgent, waited, await held, await queued, b.priority_batches
+
+    urgent, waited, held, queued, priority_batches = run(main())
+    assert (urgent, held, queued) == (14, -2, 6)
+    assert waited < 2.0  # neither the 5 s max wait nor the held batch
+    assert [7] in fn.batches and priority_batches == 1
+
+
+def test_without_a_priority_lane_priority_requests_queue_like_the_rest():
+    fn = HeldOnNegative(gate=threading.Event())
+
+    async def main():
+        config = BatcherConfig(max_batch_size=1, max_wait_ms=0, timeout_ms=None, priority_lane=False)
+        async with MicroBatcher(fn, config) as b:
+            held = asyncio.ensure_future(b.submit(-1))
+            await asyncio.sleep(0.02)
+            urgent = asyncio.ensure_future(b.submit(7, priority=True))
+            await asyncio.sleep(0.1)
+            behind = not urgent.done()  # still behind the held batch
+            fn.gate.set()
+            return behind, await held, await urgent, b.priority_batches
+
+    assert run(main()) == (True, -2, 14, 0)
+
+
+def test_close_drains_both_lanes():
+    gate = threading.Event()
+    fn = Recorder(gate=gate)
+
+    async def main():
+        b = await MicroBatcher(fn, BatcherConfig(max_batch_size=2, max_wait_ms=0, timeout_ms=None)).start()
+        tasks = [asyncio.ensure_future(b.submit(i, priority=i % 2 == 1)) for i in range(9)]
+        await asyncio.sleep(0.02)
+        closing = asyncio.ensure_future(b.close())
+        await asyncio.sleep(0.02)
+        gate.set()
+        await closing
+        return await asyncio.gather(*tasks), b.queue_depth
+
+    results, depth = run(main())
+    assert results == [2 * i for i in range(9)] and depth == 0
+    assert sorted(r for batch in fn.batches for r in batch) == list(range(9))  # none lost or duplicated

@@ -7,6 +7,10 @@ accepting requests (which form the next batch) while the model computes. Each re
 future gets its own result; an exception raised by the batch function reaches exactly
 the requests of that batch, and the worker goes on with the next one.
 
+- Priority lane: ``submit(request, priority=True)`` (the service uses it for the first
+  read after a user's update) goes to a second queue with its own worker thread, and
+  its batch leaves at once -- it waits neither for company nor for the batch the
+  main lane is computing. With ``priority_lane=False`` every request takes the main lane.
 - Backpressure: a full queue raises :class:`Overloaded` at once (HTTP 503), never waits.
 - Timeout: a request not answered within ``timeout_ms`` raises :class:`RequestTimeout`.
 - Cancellation (a client that went away, a timeout): the request is skipped if its batch
@@ -15,6 +19,8 @@ the requests of that batch, and the worker goes on with the next one.
   answers everything already queued before it returns.
 
 ``max_batch_size=1`` is per-request serving through the same machinery: the baseline.
+The batch function must tolerate two calls at once (one per lane) when the priority
+lane is used.
 """
 
 from __future__ import annotations
@@ -48,13 +54,15 @@ class RequestTimeout(TimeoutError):
 @dataclass(frozen=True, kw_only=True)
 class BatcherConfig:
     """``max_batch_size`` requests per model call; ``max_wait_ms``: the longest the oldest
-    queued request waits for company; ``max_queue``: queued requests before rejection;
-    ``timeout_ms``: per-request deadline from submission (None: no deadline)."""
+    queued request waits for company; ``max_queue``: queued requests (per lane) before
+    rejection; ``timeout_ms``: per-request deadline from submission (None: no deadline);
+    ``priority_lane``: serve ``priority=True`` requests in a lane of their own."""
 
     max_batch_size: int = 32
     max_wait_ms: float = 2.0
     max_queue: int = 1024
     timeout_ms: float | None = 1000.0
+    priority_lane: bool = True
 
     def __post_init__(self) -> None:
         if not (isinstance(self.max_batch_size, int) and self.max_batch_size >= 1):
@@ -74,12 +82,22 @@ class _Pending(Generic[Req]):
     queued_at: float  # time.perf_counter() at submission
 
 
+class _Lane:
+    """One queue, one worker task, one worker thread; batches wait ``wait_s`` for company."""
+
+    def __init__(self, name: str, max_queue: int, wait_s: float) -> None:
+        self.name, self.wait_s = name, wait_s
+        self.queue: asyncio.Queue[_Pending] = asyncio.Queue(max_queue)
+        self.executor = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix=f"micro-batcher-{name}")
+        self.worker: asyncio.Task | None = None
+
+
 class MicroBatcher(Generic[Req, Res]):
     """Dynamic batching of ``submit(request)`` calls into ``batch_fn(requests)`` calls.
 
     Use ``async with MicroBatcher(fn, config) as b: result = await b.submit(req)``, or
     :meth:`start` / :meth:`close`. ``on_batch(size, seconds)`` is called (on the event
-    loop) after every model call.
+    loop) after every model call, from either lane.
     """
 
     def __init__(
@@ -92,48 +110,51 @@ class MicroBatcher(Generic[Req, Res]):
         self.batch_fn = batch_fn
         self.config = config
         self.on_batch = on_batch
-        self.batch_sizes: Counter[int] = Counter()  # batch size -> number of model calls
-        self._queue: asyncio.Queue[_Pending] | None = None
-        self._worker: asyncio.Task | None = None
-        self._executor: concurrent.futures.ThreadPoolExecutor | None = None
+        self.batch_sizes: Counter[int] = Counter()  # batch size -> number of model calls (both lanes)
+        self.priority_batches = 0  # model calls made by the priority lane
+        self._lanes: dict[str, _Lane] = {}
         self._accepting = False
 
     # -- lifecycle ----------------------------------------------------------------------
 
     async def start(self) -> "MicroBatcher[Req, Res]":
-        """Create the queue, the worker thread and the worker task (on the running loop)."""
-        if self._worker is not None:
+        """Create the lanes' queues, worker threads and worker tasks (on the running loop)."""
+        if self._lanes:
             raise RuntimeError("MicroBatcher already started")
-        self._queue = asyncio.Queue(self.config.max_queue)
-        self._executor = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="micro-batcher")
-        self._worker = asyncio.get_running_loop().create_task(self._run(), name="micro-batcher")
+        loop = asyncio.get_running_loop()
+        self._lanes["main"] = _Lane("main", self.config.max_queue, self.config.max_wait_ms / 1000)
+        if self.config.priority_lane:
+            self._lanes["priority"] = _Lane("priority", self.config.max_queue, 0.0)
+        for lane in self._lanes.values():
+            lane.worker = loop.create_task(self._run(lane), name=f"micro-batcher-{lane.name}")
         self._accepting = True
         return self
 
     async def close(self, *, drain: bool = True) -> None:
         """Stop taking requests; answer the queued ones (``drain``) or fail them with
-        :class:`ShuttingDown`; then stop the worker and its thread."""
+        :class:`ShuttingDown`; then stop the workers and their threads."""
         self._accepting = False
-        if self._worker is None:
-            return
-        if drain:
-            await self._queue.join()
-        else:
-            while not self._queue.empty():
-                item = self._queue.get_nowait()
-                if not item.future.done():
-                    item.future.set_exception(ShuttingDown("server is shutting down"))
-                self._queue.task_done()
-        self._worker.cancel()
-        try:
-            await self._worker
-        except asyncio.CancelledError:
-            pass
-        if drain:  # the worker thread is idle by now; wait without blocking the loop
-            await asyncio.to_thread(self._executor.shutdown, wait=True)
-        else:  # a model call may still run: let the thread finish it on its own
-            self._executor.shutdown(wait=False)
-        self._worker = None
+        lanes = list(self._lanes.values())
+        for lane in lanes:
+            if drain:
+                await lane.queue.join()
+            else:
+                while not lane.queue.empty():
+                    item = lane.queue.get_nowait()
+                    if not item.future.done():
+                        item.future.set_exception(ShuttingDown("server is shutting down"))
+                    lane.queue.task_done()
+        for lane in lanes:
+            lane.worker.cancel()
+            try:
+                await lane.worker
+            except asyncio.CancelledError:
+                pass
+            if drain:  # the worker thread is idle by now; wait without blocking the loop
+                await asyncio.to_thread(lane.executor.shutdown, wait=True)
+            else:  # a model call may still run: let the thread finish it on its own
+                lane.executor.shutdown(wait=False)
+        self._lanes = {}
 
     async def __aenter__(self) -> "MicroBatcher[Req, Res]":
         return await self.start()
@@ -143,22 +164,24 @@ class MicroBatcher(Generic[Req, Res]):
 
     @property
     def queue_depth(self) -> int:
-        """Requests waiting for a batch (not counting the batch being computed)."""
-        return self._queue.qsize() if self._queue is not None else 0
+        """Requests waiting for a batch, both lanes (not counting batches being computed)."""
+        return sum(lane.queue.qsize() for lane in self._lanes.values())
 
     # -- requests -----------------------------------------------------------------------
 
-    async def submit(self, request: Req) -> Res:
-        """Queue one request and wait for its own result.
+    async def submit(self, request: Req, *, priority: bool = False) -> Res:
+        """Queue one request and wait for its own result; ``priority`` takes the priority
+        lane when the config has one.
 
         Raises :class:`Overloaded` (queue full), :class:`ShuttingDown`,
         :class:`RequestTimeout`, or whatever the batch function raised for its batch.
         """
         if not self._accepting:
-            raise ShuttingDown("server is shutting down" if self._worker else "batcher is not started")
+            raise ShuttingDown("server is shutting down" if self._lanes else "batcher is not started")
+        lane = self._lanes["priority" if priority and "priority" in self._lanes else "main"]
         future = asyncio.get_running_loop().create_future()
         try:
-            self._queue.put_nowait(_Pending(request, future, time.perf_counter()))
+            lane.queue.put_nowait(_Pending(request, future, time.perf_counter()))
         except asyncio.QueueFull:
             raise Overloaded(f"queue full ({self.config.max_queue} requests waiting)") from None
         timeout = None if self.config.timeout_ms is None else self.config.timeout_ms / 1000
@@ -167,37 +190,37 @@ class MicroBatcher(Generic[Req, Res]):
         except asyncio.TimeoutError:
             raise RequestTimeout(f"no answer within {self.config.timeout_ms} ms") from None
 
-    # -- the worker -----------------------------------------------------------------------
+    # -- the workers ----------------------------------------------------------------------
 
-    async def _collect(self) -> list[_Pending]:
-        """The next batch: the oldest request plus whatever arrives until the batch is
-        full or the oldest has waited ``max_wait_ms``. Cancelled requests are dropped."""
-        first = await self._queue.get()
+    async def _collect(self, lane: _Lane) -> list[_Pending]:
+        """The lane's next batch: the oldest request plus whatever arrives until the batch
+        is full or the oldest has waited the lane's ``wait_s``."""
+        first = await lane.queue.get()
         batch = [first]
-        deadline = first.queued_at + self.config.max_wait_ms / 1000
+        deadline = first.queued_at + lane.wait_s
         while len(batch) < self.config.max_batch_size:
-            if not self._queue.empty():
-                batch.append(self._queue.get_nowait())
+            if not lane.queue.empty():
+                batch.append(lane.queue.get_nowait())
                 continue
             remaining = deadline - time.perf_counter()
             if remaining <= 0:
                 break
             try:
-                batch.append(await asyncio.wait_for(self._queue.get(), remaining))
+                batch.append(await asyncio.wait_for(lane.queue.get(), remaining))
             except asyncio.TimeoutError:
                 break
         return batch
 
-    async def _run(self) -> None:
+    async def _run(self, lane: _Lane) -> None:
         loop = asyncio.get_running_loop()
         while True:
-            batch = await self._collect()
+            batch = await self._collect(lane)
             live = [p for p in batch if not p.future.done()]  # skip cancelled / timed out
             try:
                 if live:
                     started = time.perf_counter()
                     try:
-                        results = await loop.run_in_executor(self._executor, self._call, [p.request for p in live])
+                        results = await loop.run_in_executor(lane.executor, self._call, [p.request for p in live])
                     except asyncio.CancelledError:  # close(drain=False) while the model ran
                         results = [ShuttingDown("server is shutting down")] * len(live)
                         self._resolve(live, results)
@@ -205,12 +228,13 @@ class MicroBatcher(Generic[Req, Res]):
                     except Exception as err:  # the batch failed: only its own requests hear of it
                         results = [err] * len(live)
                     self.batch_sizes[len(live)] += 1
+                    self.priority_batches += lane.name == "priority"
                     if self.on_batch is not None:
                         self.on_batch(len(live), time.perf_counter() - started)
                     self._resolve(live, results)
             finally:
                 for _ in batch:
-                    self._queue.task_done()
+                    lane.queue.task_done()
 
     @staticmethod
     def _resolve(live: list[_Pending], results: Sequence) -> None:
@@ -223,7 +247,7 @@ class MicroBatcher(Generic[Req, Res]):
                 pending.future.set_result(result)
 
     def _call(self, requests: list[Req]) -> Sequence[Res]:
-        """Run the batch function (in the worker thread) and check it answered everyone."""
+        """Run the batch function (in a worker thread) and check it answered everyone."""
         results = self.batch_fn(requests)
         if len(results) != len(requests):
             raise RuntimeError(f"batch function returned {len(results)} results for {len(requests)} requests")
