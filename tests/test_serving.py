@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import threading
 from dataclasses import dataclass
 
@@ -354,3 +355,25 @@ def test_recommendation_as_dict_is_plain_json():
     answer = Recommendation(1, (2, 3), (0.5, 0.25), False, "v", 0)
     assert answer.as_dict() == {"user_id": 1, "items": [2, 3], "scores": [0.5, 0.25], "cold_start": False,
                                 "model_version": "v", "user_version": 0}
+    assert json.loads(answer.to_json()) == answer.as_dict()
+
+
+def test_first_read_after_an_update_takes_the_priority_lane(ease):
+    model = servable(ease)
+    user, other = (int(u) for u in ease.users.ids_[2:4])
+
+    async def main():
+        config = ServingConfig(max_wait_ms=0, cache_size=0)
+        async with RecommendationService(model, config) as service:
+            await service.recommend(user, 5)
+            await service.add_interaction(user, int(ease.items.ids_[0]))
+            await service.add_interaction(user, int(ease.items.ids_[1]))
+            fresh = await service.recommend(user, 5)  # priority: the user's first answer since the updates
+            again = await service.recommend(user, 5)  # the updates are shown: back in the main lane
+            await service.recommend(other, 5)
+            return fresh, again, service.snapshot()
+
+    fresh, again, snap = run(main())
+    assert fresh.user_version == 2 and again.user_version == 2
+    assert snap["counts"]["priority"] == 1 and snap["priority_batches"] == 1
+    assert sum(snap["batch_sizes"].values()) == 4

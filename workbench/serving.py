@@ -9,7 +9,9 @@ Request path: validate -> cache (key ``(user, k, model version)``) -> cold start
 user without history (popularity, flagged) -> micro-batcher -> model. An update changes
 the user's state at once and drops the user's cache entries; an answer computed from
 the state *before* an update is returned to its caller but never cached, so the cache
-cannot bring back a stale list. :meth:`RecommendationService.snapshot` returns the
+cannot bring back a stale list. Until a user has been answered from their updated state,
+their requests take the batcher's priority lane: the answer that shows a new
+interaction waits neither for a batch to fill nor behind the batch being computed. :meth:`RecommendationService.snapshot` returns the
 counters the HTTP ``/metrics`` endpoint exports.
 
 ``ServingConfig(max_batch_size=1, cache_size=0)`` is per-request serving, the baseline.
@@ -102,7 +104,10 @@ class TopKCache:
 
 @dataclass(frozen=True, kw_only=True)
 class ServingConfig:
-    """Batcher options (see :class:`~workbench.batching.BatcherConfig`) plus the cache
+    """Batcher options (see :class:`~workbench.batching.BatcherConfig`; ``priority_lane``:
+    the first read after an update jumps the queue), the HTTP admission limit
+    (``max_in_flight`` recommendation requests inside the server, beyond which it answers
+    503 at once; None: ``max_queue + max_batch_size``), the cache
     (``cache_size`` answers, 0 = off; ``cache_ttl_s`` seconds, None = no expiry) and the
     largest ``k`` served (``max_k``, also capped by the catalogue size)."""
 
@@ -110,13 +115,25 @@ class ServingConfig:
     max_wait_ms: float = 2.0
     max_queue: int = 1024
     timeout_ms: float | None = 1000.0
+    priority_lane: bool = True
+    max_in_flight: int | None = None
     cache_size: int = 10_000
     cache_ttl_s: float | None = None
     max_k: int = 1000
 
+    def __post_init__(self) -> None:
+        self.batcher()  # the batcher's own checks
+        if self.max_in_flight is not None and not (isinstance(self.max_in_flight, int) and self.max_in_flight >= 1):
+            raise ValueError(f"max_in_flight must be a positive integer or None, got {self.max_in_flight!r}")
+
+    @property
+    def in_flight_limit(self) -> int:
+        """``max_in_flight``, or by default room for a full queue plus the batch being computed."""
+        return self.max_in_flight if self.max_in_flight is not None else self.max_queue + self.max_batch_size
+
     def batcher(self) -> BatcherConfig:
         return BatcherConfig(max_batch_size=self.max_batch_size, max_wait_ms=self.max_wait_ms,
-                             max_queue=self.max_queue, timeout_ms=self.timeout_ms)
+                             max_queue=self.max_queue, timeout_ms=self.timeout_ms, priority_lane=self.priority_lane)
 
 
 class RecommendationService:
@@ -133,6 +150,7 @@ class RecommendationService:
         self.latency_seconds = 0.0  # sum over all answered requests
         self.model_seconds = 0.0
         self._epochs: dict[int, int] = {}  # user id -> updates seen by the service
+        self._unseen: set[int] = set()  # users updated since their last answer from the model
 
     async def start(self) -> "RecommendationService":
         await self.batcher.start()
@@ -177,19 +195,23 @@ class RecommendationService:
             self.counts["cold_start"] += 1
         else:
             epoch = self._epochs.get(user_id, 0)
-            answer = await self._submit((user_id, k))
-            if use_cache and self._epochs.get(user_id, 0) == epoch:  # no update while it computed
-                self.cache.put(key, answer)
+            priority = user_id in self._unseen
+            answer = await self._submit((user_id, k), priority=priority)
+            if self._epochs.get(user_id, 0) == epoch:  # no update while it computed
+                self._unseen.discard(user_id)
+                if use_cache:
+                    self.cache.put(key, answer)
         elapsed = time.perf_counter() - started
         self.counts["ok"] += 1
         self.latencies.append(elapsed)
         self.latency_seconds += elapsed
         return answer
 
-    async def _submit(self, request: tuple[int, int]) -> Recommendation:
+    async def _submit(self, request: tuple[int, int], *, priority: bool = False) -> Recommendation:
         """The batcher's answer, counting every way it can fail."""
+        self.counts["priority"] += priority
         try:
-            return await self.batcher.submit(request)
+            return await self.batcher.submit(request, priority=priority)
         except Overloaded:
             self.counts["rejected"] += 1
             raise
@@ -217,6 +239,7 @@ class RecommendationService:
             self.counts["invalid"] += 1
             raise InvalidRequest(str(err)) from None
         self._epochs[int(user_id)] = self._epochs.get(int(user_id), 0) + 1
+        self._unseen.add(int(user_id))
         self.cache.invalidate_user(int(user_id))
         self.counts["updates"] += 1
         return version
@@ -240,6 +263,7 @@ class RecommendationService:
             "cache_misses": self.cache.misses,
             "cache_hit_rate": self.cache.hit_rate,
             "batch_sizes": dict(sorted(self.batcher.batch_sizes.items())),
+            "priority_batches": self.batcher.priority_batches,
             "model_seconds": self.model_seconds,
             "latency_quantiles": quantiles,
             "latency_seconds": self.latency_seconds,
