@@ -13,7 +13,9 @@ CONDA_NAMES = {"torch": "pytorch"}  # PyPI name -> conda-forge name where they d
 
 
 def _split(req: str) -> tuple[str, str]:
-    m = re.match(r"^\s*([A-Za-z0-9_.\-]+)\s*(.*?)\s*(#.*)?$", req)
+    """``name>=1.0; marker  # comment`` -> (name, ">=1.0"): environment markers have no
+    conda equivalent (conda-forge simply has no build where they exclude one)."""
+    m = re.match(r"^\s*([A-Za-z0-9_.\-]+)\s*([^;#]*?)\s*(;[^#]*)?(#.*)?$", req)
     return m.group(1).lower(), m.group(2).replace(" ", "")
 
 

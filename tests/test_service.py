@@ -198,6 +198,41 @@ def test_overload_is_rejected_fast_and_every_request_is_answered():
         assert f'workbench_requests_total{{outcome="rejected"}} {statuses.count(503)}.0' in metrics
 
 
+def test_admission_limit_sheds_before_routing_and_health_still_answers():
+    model = EchoModel(delay_s=0.2)
+    with serve(model, max_batch_size=1, max_wait_ms=0, max_queue=1000, max_in_flight=5, timeout_ms=None) as server:
+
+        async def main():
+            load = asyncio.ensure_future(fetch_many(server.url, list(range(40))))
+            await asyncio.sleep(0.1)  # the server is full now
+            async with httpx.AsyncClient(base_url=server.url, timeout=5) as client:
+                health = (await client.get("/health")).json()
+            return await load, health
+
+        results, health = asyncio.run(main())
+        assert health["in_flight"] == 5 and health["max_in_flight"] == 5  # not counted, not refused
+        statuses = [s for _, s, _, _ in results]
+        assert statuses.count(200) >= 5 and statuses.count(503) >= 20 and set(statuses) == {200, 503}
+        for user, status, body, headers in results:
+            if status == 200:
+                assert body["user_id"] == user
+            else:
+                assert headers["retry-after"] == "1"
+        served = sorted(u for batch in model.batches for u in batch)
+        assert served == sorted(u for u, s, _, _ in results if s == 200)  # a shed request never reached the model
+        metrics = httpx.get(f"{server.url}/metrics", timeout=10).text
+        assert f"workbench_shed_total {statuses.count(503)}.0" in metrics
+        assert f'workbench_requests_total{{outcome="rejected"}} {statuses.count(503)}.0' in metrics
+
+
+def test_serving_config_checks_the_admission_limit():
+    assert ServingConfig(max_queue=10, max_batch_size=4).in_flight_limit == 14
+    assert ServingConfig(max_in_flight=3).in_flight_limit == 3
+    for bad in (0, -1, 2.5):
+        with pytest.raises(ValueError):
+            ServingConfig(max_in_flight=bad)
+
+
 def test_deadline_is_504():
     with serve(EchoModel(delay_s=0.5), timeout_ms=50) as server:
         assert httpx.get(f"{server.url}/recommend/1", timeout=10).status_code == 504

@@ -156,6 +156,10 @@ def main(argv: list[str] | None = None) -> int:
     srv.add_argument("--max-batch-size", type=int, default=32, help="requests per model call")
     srv.add_argument("--max-wait-ms", type=float, default=2.0, help="longest wait for a batch to fill")
     srv.add_argument("--max-queue", type=int, default=1024, help="queued requests before 503")
+    srv.add_argument("--max-in-flight", type=int, help="requests inside the server before 503 "
+                     "(default: max queue + max batch size)")
+    srv.add_argument("--no-priority-lane", dest="priority_lane", action="store_false",
+                     help="first reads after an update queue like any other request")
     srv.add_argument("--timeout-ms", type=float, default=1000.0, help="per-request deadline (504)")
     srv.add_argument("--cache-size", type=int, default=10_000, help="cached top-k answers, 0 = off")
     srv.set_defaults(func=_cmd_serve)

@@ -29,8 +29,9 @@ objects, never during a model call.
 
 from __future__ import annotations
 
+import json
 import threading
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Sequence
 
 import numpy as np
@@ -54,7 +55,13 @@ class Recommendation:
     user_version: int
 
     def as_dict(self) -> dict:
-        return {**asdict(self), "items": list(self.items), "scores": list(self.scores)}
+        return {"user_id": self.user_id, "items": list(self.items), "scores": list(self.scores),
+                "cold_start": self.cold_start, "model_version": self.model_version, "user_version": self.user_version}
+
+    def to_json(self) -> bytes:
+        """:meth:`as_dict` as JSON bytes (what the HTTP service sends, without FastAPI's
+        generic encoder: a tenth of the time)."""
+        return json.dumps(self.as_dict(), allow_nan=False).encode()
 
 
 class ServableModel:
