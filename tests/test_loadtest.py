@@ -99,6 +99,9 @@ def test_open_loop_overload_every_request_is_answered_or_rejected():
     assert outcomes.get("rejected", 0) > 0 and outcomes.get("ok", 0) > 0
     assert outcomes["ok"] + outcomes["rejected"] == result.sent  # no timeouts, errors, lost or misrouted
     assert outcomes["lost"] == 0 and "misrouted" not in outcomes
+    assert len(result.rejected_ms) == outcomes["rejected"] and len(result.latencies_ms) == outcomes["ok"]
+    # a rejection never waits for the model (10 ms a request): it comes back before an answer would
+    assert result.summary()["p99_rejected_ms"] < np.median(result.latencies_ms)
 
 
 def test_requests_unanswered_after_the_drain_are_counted_lost():
@@ -121,6 +124,38 @@ def test_misrouted_answers_are_counted():
         return await loadtest.closed_loop(loadtest.service_caller(Wrong()), [1, 2], concurrency=2, requests=10)
 
     assert run(main()).outcomes == {"misrouted": 10, "lost": 0}
+
+
+@pytest.mark.parametrize("client", ["aiohttp", "httpx"])
+def test_http_load_accounts_for_every_request_with_either_client(client):
+    with ServerThread(create_app(RecommendationService(Shifted(), ServingConfig(max_wait_ms=1)))) as server:
+        closed = run(loadtest.http_load(server.url, range(20), level=4, requests=100, duration_s=20, client=client))
+        opened = run(loadtest.http_load(server.url, range(20), mode="open", level=200, requests=50, duration_s=20,
+                                        client=client))
+    assert closed.outcomes == {"ok": 100, "lost": 0} and closed.sent == 100
+    assert opened.outcomes == {"ok": 50, "lost": 0} and opened.sent == 50
+    with pytest.raises(ValueError):
+        run(loadtest.http_load("http://127.0.0.1:9", [1], client="curl"))
+
+
+def test_aiohttp_caller_names_every_outcome():
+    import aiohttp
+
+    model = Shifted()
+    with ServerThread(create_app(RecommendationService(model, ServingConfig(max_wait_ms=1)))) as server:
+        async def main():
+            async with aiohttp.ClientSession(server.url) as session:
+                call = loadtest.aiohttp_caller(session)
+                return await call(3, 2), await call(-1, 3), await call(3, 0)
+
+        assert run(main()) == ("ok", "invalid", "invalid")
+        port = server.port
+
+    async def refused():
+        async with aiohttp.ClientSession(f"http://127.0.0.1:{port}") as session:
+            return await loadtest.aiohttp_caller(session)(3, 2)
+
+    assert run(refused()) == "refused"  # the server has stopped
 
 
 def test_http_closed_and_open_loop_against_the_server():
