@@ -225,3 +225,21 @@ def test_a_cancelled_load_leaves_no_clients_behind():
         return asyncio.all_tasks() - before
 
     assert run(main()) == set()
+
+
+def test_load_runs_freeze_the_gc_once_and_restore_it():
+    import gc
+
+    assert gc.get_freeze_count() == 0
+    inside = []
+
+    async def probe():
+        inside.append(gc.get_freeze_count())
+
+    with loadtest.frozen_gc():
+        outer = gc.get_freeze_count()
+        loadtest.run_sync(probe)  # nested: still frozen, not frozen twice
+        assert gc.get_freeze_count() == outer > 0
+    assert inside == [outer] and gc.get_freeze_count() == 0
+    loadtest.run_sync(probe)
+    assert inside[-1] > 0 and gc.get_freeze_count() == 0

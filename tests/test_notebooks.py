@@ -77,6 +77,19 @@ def test_01_records_statistics_and_splits(run_smoke):
     assert {"rating_histogram", "item_popularity", "user_activity", "interactions_over_time"} <= set(rec.figures)
 
 
+def test_06_records_freshness_per_lane_and_overload_accounting(run_smoke):
+    rec = run_smoke(Path(runs.REPO_ROOT / "notebooks/06_serving.ipynb"))
+    fresh = rec.results["freshness"]
+    assert set(fresh) == {"priority lane off", "priority lane on"}
+    assert all(row["reflected_share"] == 1.0 for row in fresh.values())
+    overload = rec.results["overload"].set_index("index")
+    for run in ("in-process", "http"):
+        row = overload.loc[run]
+        assert row["lost"] == 0 and row["misrouted"] == 0
+        assert row["ok"] + row["rejected"] + row["timeout"] + row["error"] == row["sent"]
+    assert {"latency_throughput", "batch_sizes", "freshness"} <= set(rec.figures)
+
+
 SHARED_ML100K = runs.REPO_ROOT.parent / "shared" / "data" / "ml-100k"
 
 

@@ -44,6 +44,14 @@ def test_freshness_cdf_reaches_one():
     assert line.get_ydata()[-1] == 1.0 and "p99" in fig.axes[0].get_title()
 
 
+def test_freshness_overlays_one_curve_per_label():
+    tables = {"lane off": pd.DataFrame({"fresh_ms": [5.0, 9.0, 20.0]}), "lane on": pd.DataFrame({"fresh_ms": [1.0, 2.0]})}
+    fig = plots_serving.freshness(tables)
+    labels = [t.get_text() for t in fig.axes[0].get_legend().get_texts()]
+    assert len(fig.axes[0].lines) == 3  # two CDFs and the target line
+    assert labels[0].startswith("lane off (p99 19.") and labels[1].startswith("lane on (p99 1.9")
+
+
 def test_panel_runs_only_when_clicked():
     calls = []
     panel = plots_serving.batching_panel(lambda b, w: calls.append((b, w)) or f"{b}/{w}", max_batch_size=8,

@@ -23,6 +23,8 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
+import gc
+import threading
 import time
 from dataclasses import dataclass, field
 from typing import Awaitable, Callable, Sequence
@@ -263,9 +265,34 @@ def update_pairs(model, users: Sequence[int], n: int, *, seed: int = 0) -> list[
 
 def run_sync(make: Callable[[], Awaitable]):
     """Run the coroutine ``make()`` on a fresh event loop in a worker thread and return
-    its result; works where a loop is already running (Jupyter, widget callbacks)."""
-    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+    its result; works where a loop is already running (Jupyter, widget callbacks).
+    Runs under :func:`frozen_gc`."""
+    with frozen_gc(), concurrent.futures.ThreadPoolExecutor(1) as pool:
         return pool.submit(lambda: asyncio.run(make())).result()
+
+
+_frozen = 0
+_frozen_lock = threading.Lock()
+
+
+@contextlib.contextmanager
+def frozen_gc():
+    """Treat every object alive on entry as permanent until exit (``gc.freeze``), as
+    ``workbench serve`` does after loading: a full collection then skips the model, the
+    data and the imports (~440k objects for SASRec on ml-100k, 0.2 s a collection)
+    instead of stalling every request in flight. Nested uses freeze once."""
+    global _frozen
+    with _frozen_lock:
+        if _frozen == 0:
+            gc.freeze()
+        _frozen += 1
+    try:
+        yield
+    finally:
+        with _frozen_lock:
+            _frozen -= 1
+            if _frozen == 0:
+                gc.unfreeze()
 
 
 async def inprocess(model, config, users: Sequence[int], *, mode: str = "closed", level: float = 16,

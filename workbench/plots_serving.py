@@ -9,6 +9,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
+from matplotlib.ticker import NullFormatter, ScalarFormatter
 
 
 def latency_throughput(table: pd.DataFrame, *, quantile: str = "p99_ms", title: str = "") -> Figure:
@@ -44,16 +45,26 @@ def batch_sizes(counts: dict[int, int], *, max_batch_size: int | None = None, ti
     return fig
 
 
-def freshness(table: pd.DataFrame, *, target_ms: float = 10.0, title: str = "") -> Figure:
-    """Empirical CDF of ``fresh_ms`` (update call -> answer reflecting it), with the target."""
-    values = np.sort(table["fresh_ms"].to_numpy())
-    fig, ax = plt.subplots(figsize=(6, 3.2))
-    ax.step(values, np.arange(1, len(values) + 1) / max(len(values), 1), where="post", label="update -> fresh answer")
+def freshness(tables: pd.DataFrame | dict[str, pd.DataFrame], *, target_ms: float = 10.0, title: str = "") -> Figure:
+    """Empirical CDF of ``fresh_ms`` (update call -> answer reflecting it), with the
+    target; ``tables`` is one measurement or several by label (one curve each, p99 in
+    the legend)."""
+    if isinstance(tables, pd.DataFrame):
+        tables = {"update -> fresh answer": tables}
+    fig, ax = plt.subplots(figsize=(8, 3.2))
+    p99s = []
+    for label, table in tables.items():
+        values = np.sort(table["fresh_ms"].to_numpy())
+        p99 = float(np.quantile(values, 0.99)) if len(values) else float("nan")
+        p99s.append(p99)
+        ax.step(values, np.arange(1, len(values) + 1) / max(len(values), 1), where="post",
+                label=f"{label} (p99 {p99:.2f} ms)")
     ax.axvline(target_ms, color="grey", linestyle="--", label=f"target {target_ms:g} ms")
-    p99 = float(np.quantile(values, 0.99)) if len(values) else float("nan")
-    ax.set(xlabel="freshness (ms)", ylabel="share of updates", xscale="log",
-           title=title or f"Freshness of online updates (p99 {p99:.2f} ms)")
-    ax.legend()
+    default = f"Freshness of online updates (p99 {p99s[0]:.2f} ms)" if len(p99s) == 1 else "Freshness of online updates"
+    ax.set(xlabel="freshness (ms)", ylabel="share of updates", xscale="log", title=title or default)
+    ax.xaxis.set_major_formatter(ScalarFormatter())
+    ax.xaxis.set_minor_formatter(NullFormatter())
+    ax.legend(fontsize="small", loc="upper left", bbox_to_anchor=(1.01, 1.0))
     fig.tight_layout()
     return fig
 

@@ -83,6 +83,8 @@ HEADLINES = (
     ("04_sequential", "full_vs_sampled", "Full ranking vs 100 sampled negatives"),
     ("05_speedups", "summary", "Inference speedups: best batch size per precision, and answers changed"),
     ("06_serving", "speedup", "Serving: dynamic batching vs per-request"),
+    ("06_serving", "freshness", "Serving: update -> fresh answer under load, priority lane off and on"),
+    ("06_serving", "overload", "Serving at 3x its throughput: every request answered or rejected (503)"),
     ("02_sparse_cf", "quality_vs_fit_time", ""),
     ("05_speedups", "throughput_per_s_vs_batch_size", ""),
     ("06_serving", "latency_throughput", ""),
