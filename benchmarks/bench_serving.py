@@ -139,7 +139,7 @@ def closed_loop_curves(served, users, args) -> pd.DataFrame:
     ratio, p99 = at.loc["dynamic batching", "x_throughput"], at.loc["dynamic batching", "p99_ms"]
     print(f"\n## targets at {args.concurrency} concurrent clients")
     print(f"dynamic batching {at.loc['dynamic batching', 'throughput_rps']:.0f} req/s vs per-request "
-          f"{at.loc['per-request', 'throughput_rps']:.0f} req/s: {ratio:.2f}x (target >= 5x) -> {verdict(ratio >= 5)}")
+          f"{at.loc['per-request', 'throughput_rps']:.0f} req/s: {ratio:.3f}x (target >= 5x) -> {verdict(ratio >= 5)}")
     print(f"(a) dynamic batching p99 {p99:.1f} ms vs per-request p99 at its closed-loop saturation point "
           f"{saturation['p99_ms']:.1f} ms -> {verdict(p99 <= saturation['p99_ms'])}")
     print(f"(b) dynamic batching p99 {p99:.1f} ms vs per-request p99 at the same {args.concurrency} clients "
@@ -147,8 +147,8 @@ def closed_loop_curves(served, users, args) -> pd.DataFrame:
     both = curves[(curves["setup"] == "dynamic batching") & (curves["x_throughput"] >= 5)
                   & (curves["p99_ms"] <= saturation["p99_ms"])]
     print(f"levels where batching meets both (reading a): {both['level'].tolist() or 'none'}")
-    print("(closed loop with no think time, one model thread: per-request saturates at 1 client, where its p99 "
-          "is one bare model call; any batch of more than one request takes longer than that)")
+    print(f"(reading a: past {saturation['level']:g} clients per-request only queues; its p99 there is a few bare "
+          f"single-user model calls, which no batch of {args.max_batch_size} can match on one model thread)")
     open_loop_saturation(served, users, args, per_request["throughput_rps"].max(), p99)
     return curves
 

@@ -179,6 +179,18 @@ def test_client_that_disconnects_mid_request_disturbs_no_one():
         assert httpx.get(f"{server.url}/health", timeout=10).status_code == 200
 
 
+def check_answers_and_rejections(results, model: EchoModel) -> None:
+    """Each 200 is the caller's own answer, each 503 says when to retry, and the model
+    computed exactly the answered requests (none twice, no rejected one)."""
+    for user, status, body, headers in results:
+        if status == 200:
+            assert body["user_id"] == user
+        else:
+            assert headers["retry-after"] == "1"
+    served = sorted(u for batch in model.batches for u in batch)
+    assert served == sorted(u for u, s, _, _ in results if s == 200)
+
+
 def test_overload_is_rejected_fast_and_every_request_is_answered():
     model = EchoModel(delay_s=0.05)
     with serve(model, max_batch_size=1, max_wait_ms=0, max_queue=4, timeout_ms=None) as server:
@@ -187,13 +199,7 @@ def test_overload_is_rejected_fast_and_every_request_is_answered():
         statuses = [s for _, s, _, _ in results]
         assert set(statuses) <= {200, 503} and statuses.count(503) > 0
         assert len(results) == len(users)  # none lost
-        for user, status, body, headers in results:
-            if status == 200:
-                assert body["user_id"] == user
-            else:
-                assert headers["retry-after"] == "1"
-        served = sorted(u for batch in model.batches for u in batch)
-        assert served == sorted(u for u, s, _, _ in results if s == 200)  # none computed twice
+        check_answers_and_rejections(results, model)
         metrics = httpx.get(f"{server.url}/metrics", timeout=10).text
         assert f'workbench_requests_total{{outcome="rejected"}} {statuses.count(503)}.0' in metrics
 
@@ -213,13 +219,7 @@ def test_admission_limit_sheds_before_routing_and_health_still_answers():
         assert health["in_flight"] == 5 and health["max_in_flight"] == 5  # not counted, not refused
         statuses = [s for _, s, _, _ in results]
         assert statuses.count(200) >= 5 and statuses.count(503) >= 20 and set(statuses) == {200, 503}
-        for user, status, body, headers in results:
-            if status == 200:
-                assert body["user_id"] == user
-            else:
-                assert headers["retry-after"] == "1"
-        served = sorted(u for batch in model.batches for u in batch)
-        assert served == sorted(u for u, s, _, _ in results if s == 200)  # a shed request never reached the model
+        check_answers_and_rejections(results, model)  # a shed request never reached the model
         metrics = httpx.get(f"{server.url}/metrics", timeout=10).text
         assert f"workbench_shed_total {statuses.count(503)}.0" in metrics
         assert f'workbench_requests_total{{outcome="rejected"}} {statuses.count(503)}.0' in metrics
