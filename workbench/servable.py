@@ -104,13 +104,15 @@ class ServableModel:
         One model call for the whole batch, with the largest ``k``; unknown users get
         :meth:`cold_start`. Runs in the batcher's worker thread.
         """
-        out = [None if self.knows(user) else self.cold_start(user, k) for user, k in requests]
+        rows = self._rows([user for user, _ in requests])  # training row per user, -1 if none
+        out = [None if row >= 0 or user in self._added else self.cold_start(user, k)
+               for (user, k), row in zip(requests, rows)]
         known = [i for i, answer in enumerate(out) if answer is None]
         if not known:
             return out
         users = [int(requests[i][0]) for i in known]
         with self._lock:  # a consistent snapshot: histories, versions, model state
-            histories = [self.history(u) for u in users]
+            histories = [self._history(users[j], int(rows[i])) for j, i in enumerate(known)]
             versions = [self._updates.get(u, 0) for u in users]
             state = self._state(users, histories)
         scores = torch.as_tensor(self._scores(users, histories, state)).float()  # (B, n_items)
@@ -118,12 +120,13 @@ class ServableModel:
         k_max = min(max(requests[i][1] for i in known), self.n_items)
         val, idx = torch.topk(scores, k_max, dim=1)  # (B, k_max)
         val, idx = val.cpu().numpy(), idx.cpu().numpy()
+        ids = self.items.ids(idx)  # (B, k_max) external item ids
         for row, i in enumerate(known):
             user, k = requests[i]
             keep = np.isfinite(val[row, :k])
             out[i] = Recommendation(
-                int(user), tuple(int(x) for x in self.items.ids(idx[row, :k][keep])),
-                tuple(float(x) for x in val[row, :k][keep]), False, self.version, versions[row],
+                int(user), tuple(ids[row, :k][keep].tolist()), tuple(val[row, :k][keep].astype(float).tolist()),
+                False, self.version, versions[row],
             )
         return out
 
@@ -140,9 +143,18 @@ class ServableModel:
 
     def history(self, user_id: int) -> np.ndarray:
         """(n,) item indices of the user, training first then online, oldest first."""
+        return self._history(user_id, int(self._rows([user_id])[0]))
+
+    def _rows(self, user_ids: Sequence[int]) -> np.ndarray:
+        """Training-matrix rows of ``user_ids`` (-1 for users without one), in one lookup."""
+        ids = np.asarray(user_ids, dtype=np.int64)
+        users = self.model.users
+        return np.where(users.contains(ids), np.searchsorted(users.ids_, ids), -1)
+
+    def _history(self, user_id: int, row: int) -> np.ndarray:
         added = self._added.get(user_id, ())
-        if user_id in self.model.users:
-            base = self._base_history(int(self.model.users.index(np.asarray([user_id]))[0]))
+        if row >= 0:
+            base = self._base_history(row)
             return np.concatenate([base, np.asarray(added, dtype=np.int64)]) if added else base
         return np.asarray(added, dtype=np.int64)
 
