@@ -147,7 +147,7 @@ def closed_loop_curves(served, users, args) -> pd.DataFrame:
     both = curves[(curves["setup"] == "dynamic batching") & (curves["x_throughput"] >= 5)
                   & (curves["p99_ms"] <= saturation["p99_ms"])]
     print(f"levels where batching meets both (reading a): {both['level'].tolist() or 'none'}")
-    print(f"(reading a: past {saturation['level']:g} clients per-request only queues; its p99 there is a few bare "
+    print(f"(reading a: past {saturation['level']:g} client(s) per-request only queues; its p99 there is a few bare "
           f"single-user model calls, which no batch of {args.max_batch_size} can match on one model thread)")
     open_loop_saturation(served, users, args, per_request["throughput_rps"].max(), p99)
     return curves
@@ -261,7 +261,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data-path", default=str(ROOT.parent / "shared" / "data" / "ml-100k"))
     parser.add_argument("--checkpoint", help="saved sequential model to serve instead of training one")
     parser.add_argument("--epochs", type=int, default=1, help="training epochs (serving speed does not depend on them)")
-    parser.add_argument("--max-length", type=int, default=50, help="items a sequential model reads")
+    parser.add_argument("--max-length", type=int, default=25,
+                        help="items a sequential model reads (25: notebook 04's validated default)")
     parser.add_argument("--concurrency", type=int, default=32, help="clients for the side-by-side comparison")
     parser.add_argument("--max-batch-size", type=int, default=32)
     parser.add_argument("--max-wait-ms", type=float, default=2.0)
