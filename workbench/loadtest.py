@@ -365,9 +365,9 @@ async def http_load(url: str, users: Sequence[int], *, mode: str = "closed", lev
                     requests: int = 2000, duration_s: float = 5.0, k: int = 10, seed: int = 0,
                     client: str = "aiohttp") -> LoadResult:
     """One closed- or open-loop run against the service at ``url``. ``client``:
-    "aiohttp" (default) or "httpx". Measured on two cores, an httpx generator uses a
-    whole core at ~700 requests/s and becomes the bottleneck it is meant to measure;
-    aiohttp needs ~20% of a core at the same rate. Closed loop: the connections are opened
+    "aiohttp" (default) or "httpx". Measured on two cores against ``workbench serve``,
+    an httpx generator uses a whole core at ~1,000 requests/s and becomes the bottleneck
+    it is meant to measure; aiohttp uses a quarter to a third of a core at ~2,000. Closed loop: the connections are opened
     before the clock starts. Clients give up on a request before the drain ends, so every
     request has an outcome."""
     if mode not in ("closed", "open"):

@@ -170,11 +170,11 @@ class ServableModel:
 
     def _scores(self, users: list[int], histories: list[np.ndarray], state) -> torch.Tensor:
         """(B,) users -> (B, n_items) scores (outside the lock, in the worker thread)."""
-        known = np.array([u in self.model.users for u in users])
+        rows = self._rows(users)
+        known = rows >= 0  # users first seen online have no training row: popularity, minus their items
         scores = torch.as_tensor(self._popularity, dtype=torch.float32).repeat(len(users), 1)  # (B, n_items)
         if known.any():
-            rows = self.model.users.index(np.asarray(users)[known])
-            scores[torch.as_tensor(known)] = torch.as_tensor(self.model.score(rows)).float().cpu()
+            scores[torch.as_tensor(known)] = torch.as_tensor(self.model.score(rows[known])).float().cpu()
         return scores
 
     def _update(self, user_id: int, history: np.ndarray) -> None:

@@ -11,8 +11,9 @@ the user's state at once and drops the user's cache entries; an answer computed 
 the state *before* an update is returned to its caller but never cached, so the cache
 cannot bring back a stale list. Until a user has been answered from their updated state,
 their requests take the batcher's priority lane: the answer that shows a new
-interaction waits neither for a batch to fill nor behind the batch being computed. :meth:`RecommendationService.snapshot` returns the
-counters the HTTP ``/metrics`` endpoint exports.
+interaction waits neither for a batch to fill nor behind the batch being computed.
+:meth:`RecommendationService.snapshot` returns the counters the HTTP ``/metrics``
+endpoint exports.
 
 ``ServingConfig(max_batch_size=1, cache_size=0)`` is per-request serving, the baseline.
 """
