@@ -272,7 +272,7 @@ def test_cli_serve_binds_loopback_and_stops_on_sigint():
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     cmd = [sys.executable, "-m", "workbench.cli", "serve", "--model", "popularity", "--dataset", "synthetic",
-           "--synthetic-size", "tiny", "--port", str(port)]
+           "--synthetic-size", "tiny", "--port", str(port), "--max-in-flight", "7", "--no-priority-lane"]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env={**os.environ, "PYTHONUNBUFFERED": "1"})
     try:
         deadline = time.monotonic() + 40
@@ -283,7 +283,9 @@ def test_cli_serve_binds_loopback_and_stops_on_sigint():
             except httpx.TransportError:
                 assert proc.poll() is None and time.monotonic() < deadline, proc.stdout.read().decode()[-2000:]
                 time.sleep(0.2)
-        assert r.json()["model_version"] == "popularity-1"
+        health = r.json()
+        assert health["model_version"] == "popularity-1" and health["max_in_flight"] == 7
+        assert health["priority_lane"] is False
         body = httpx.get(f"http://127.0.0.1:{port}/recommend/1", params={"k": 3}, timeout=5).json()
         assert len(body["items"]) == 3
         proc.send_signal(signal.SIGINT)

@@ -150,7 +150,7 @@ def create_app(service: RecommendationService) -> FastAPI:
     @app.get("/health")
     async def health():
         return {"status": "ok", "model_version": service.model.version, "queue_depth": service.batcher.queue_depth,
-                "in_flight": gate.count, "max_in_flight": gate.limit}
+                "in_flight": gate.count, "max_in_flight": gate.limit, "priority_lane": service.config.priority_lane}
 
     @app.get("/metrics")
     async def metrics():
