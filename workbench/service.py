@@ -10,8 +10,8 @@ Status codes: 422 for a malformed body, a bad ``k`` or id, or an unknown item; 5
 ``Retry-After`` when the server is full -- more than ``max_in_flight`` recommendation
 requests inside it (:class:`AdmissionControl`, before any routing, so a rejection costs
 little even when the event loop is the bottleneck) or a full batcher queue -- or when it
-is stopping; 504 when a request misses its deadline; 500 when the model failed for the request's batch (other batches
-are unaffected). Shutdown is graceful: uvicorn stops accepting connections, lets
+is stopping; 504 when a request misses its deadline; 500 when the model failed for the
+request's batch (other batches are unaffected). Shutdown is graceful: uvicorn stops accepting connections, lets
 in-flight requests finish, then the batcher drains its queue.
 
 :class:`ServerThread` runs the app on a free loopback port in a background thread (tests,
