@@ -35,6 +35,18 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 SEED = 0
 
 
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """One intra-op thread for a module's tests (``pytestmark =
+    pytest.mark.usefixtures("one_torch_thread")``): their tensors are tiny, so threads
+    gain nothing, and on a busy shared machine OpenMP's spin-waiting makes two threads
+    many times slower than one. Restores the previous count afterwards."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture(autouse=True)
 def _seed_everything():
     """Seed ``random``, numpy's global RNG and torch (CPU and CUDA) before every test."""

@@ -8,16 +8,9 @@ import torch
 from transformers import BertModel
 
 from workbench.models import BERT4Rec, BERT4RecConfig
-from workbench.models.bert4rec import BERT4RecNetwork
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny tensors train faster on one thread; two spin-wait on a busy 2-core machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def model(n_items: int = 30, **options) -> BERT4Rec:

@@ -47,14 +47,7 @@ PERSONAL = [name for name in MODELS if name != "Popularity"]
 WITH_SIMILARITY = ["ItemKNN", "EASE", "IALS", "BPR"]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_torch_thread():
-    """These matrices are tiny: intra-op threads gain nothing, and on a busy shared
-    machine OpenMP's spin-waiting makes two threads many times slower than one."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

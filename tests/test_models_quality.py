@@ -11,7 +11,6 @@ change that loses quality fails while run-to-run noise does not.
 from __future__ import annotations
 
 import pytest
-import torch
 
 from workbench import datasets, splits
 from workbench.models import BPR, EASE, IALS, Blend, ItemKNN, Popularity
@@ -21,14 +20,7 @@ SAR_NDCG = 0.382  # Microsoft Recommenders' published SAR on this protocol
 FLOORS = {"EASE": 0.47, "IALS": 0.47, "Blend": 0.48, "ItemKNN": 0.43, "BPR": 0.42}
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_torch_thread():
-    """These matrices are tiny: intra-op threads gain nothing, and on a busy shared
-    machine OpenMP's spin-waiting makes two threads many times slower than one."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def defaults(device: str) -> dict:

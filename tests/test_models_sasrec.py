@@ -13,13 +13,7 @@ from workbench.models.sasrec import SASRecNetwork
 from workbench.sequential import evaluate, histories, history_scorer, leave_one_out, summarize, user_scorer
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny tensors train faster on one thread; two spin-wait on a busy 2-core machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def network(n_items: int = 20, **options) -> SASRecNetwork:

@@ -20,13 +20,7 @@ MODELS = {
 }
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny tensors train faster on one thread; two spin-wait on a busy 2-core machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def chains(n_users: int = 200, n_items: int = 60, n_chains: int = 3, seed: int = 0) -> pd.DataFrame:
