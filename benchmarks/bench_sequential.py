@@ -18,27 +18,16 @@ import platform
 import time
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 import torch
 
 from workbench import datasets
 from workbench.models import BERT4Rec, BERT4RecConfig, SASRec, SASRecConfig
 from workbench.sequential import histories
+from workbench.sparse_formats import best_seconds
 
 ML100K = Path(__file__).resolve().parents[2] / "shared" / "data" / "ml-100k"
 BATCH_SIZES = (1, 8, 64, 256)
-
-
-def best_of(repeats: int, fn) -> float:
-    """Smallest wall time of ``repeats`` calls (seconds), after one warm-up call."""
-    fn()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return min(times)
 
 
 def bench(model, data: pd.DataFrame, *, epochs: int, repeats: int) -> dict:
@@ -52,8 +41,8 @@ def bench(model, data: pd.DataFrame, *, epochs: int, repeats: int) -> dict:
         batch = [pool[i % len(pool)] for i in range(size)]
         tokens = model.tokens(model.encode(batch))
         with torch.inference_mode():
-            forward = best_of(repeats, lambda: model.score_tokens(**tokens))
-        end_to_end = best_of(repeats, lambda: model.recommend_histories(batch, k=10))
+            forward = best_seconds(lambda: model.score_tokens(**tokens), repeats=repeats)
+        end_to_end = best_seconds(lambda: model.recommend_histories(batch, k=10), repeats=repeats)
         row[f"forward/s @{size}"] = size / forward
         row[f"recommend/s @{size}"] = size / end_to_end
     return row
