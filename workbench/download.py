@@ -10,6 +10,7 @@ or bad download leaves nothing a later run could mistake for data.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -129,20 +130,12 @@ def extract_zip(archive: Path, dest: Path, *, source: str, archive_md5: str | No
             bad = zf.testzip()
             if bad is not None:
                 raise DownloadError(f"{source}: corrupt member {bad!r} in the zip")
-            tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{dest.name}-", dir=dest.parent))
-            try:
+            with _staged(dest, source, archive_md5) as tmp:
                 for member in zf.infolist():  # refuse paths that escape the folder
                     target = (tmp / member.filename).resolve()
                     if not str(target).startswith(str(tmp.resolve())):
                         raise DownloadError(f"{source}: unsafe path {member.filename!r} in the zip")
                 zf.extractall(tmp)
-                _write_manifest(tmp, source, archive_md5)
-                if dest.exists():
-                    shutil.rmtree(dest)
-                os.replace(tmp, dest)
-            finally:
-                if tmp.exists():
-                    shutil.rmtree(tmp, ignore_errors=True)
     except (zipfile.BadZipFile, zlib.error) as err:  # zlib: damaged deflate data in a member
         raise DownloadError(f"{source}: not a valid zip archive, truncated or corrupt ({err})") from err
     except (EOFError, zipfile.LargeZipFile) as err:
@@ -177,16 +170,24 @@ def import_folder(src: Path, dest: Path, *, required: tuple[str, ...]) -> Path:
     if missing:
         raise FileNotFoundError(f"{src}: missing file(s) {missing}")
     dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{dest.name}-", dir=dest.parent))
-    try:
+    with _staged(dest, str(src), None) as tmp:
         for p in src.iterdir():
             if p.is_file() and p.name != MANIFEST:
                 shutil.copy2(p, tmp / p.name)
-        _write_manifest(tmp, str(src), None)
+    return dest
+
+
+@contextlib.contextmanager
+def _staged(dest: Path, source: str, archive_md5: str | None):
+    """A hidden temporary folder next to ``dest`` to fill; when the block succeeds it gets
+    its manifest and replaces ``dest`` in one rename. Removed whatever happens."""
+    tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{dest.name}-", dir=dest.parent))
+    try:
+        yield tmp
+        _write_manifest(tmp, source, archive_md5)
         if dest.exists():
             shutil.rmtree(dest)
         os.replace(tmp, dest)
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
-    return dest
