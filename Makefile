@@ -10,7 +10,7 @@ TORCH_SPEC ?= torch
 # browser tests skip by themselves where no Chromium is installed
 TEST_MARKERS ?= not slow and not gpu and not network
 
-.PHONY: setup run test test-slow lab clean-venv
+.PHONY: setup run test lint test-slow lab clean-venv
 
 setup: $(VENV)/.installed
 
@@ -25,9 +25,15 @@ run: setup
 	$(BIN)/workbench download ml-100k
 	$(BIN)/workbench run
 
-test: setup
+test: setup lint
 	$(BIN)/python -m pytest -q -m "$(TEST_MARKERS)" tests
 	WORKBENCH_SMOKE=1 $(BIN)/python -m pytest -q --nbval-lax notebooks
+
+# ruff (lint + format) over the package, tests, benchmarks and notebooks; the layer contracts
+lint: setup
+	$(BIN)/ruff check workbench tests benchmarks notebooks
+	$(BIN)/ruff format --check workbench tests benchmarks notebooks
+	$(BIN)/lint-imports
 
 test-slow: setup
 	$(BIN)/python -m pytest -q -m slow tests

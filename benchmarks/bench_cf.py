@@ -30,12 +30,11 @@ import scipy.sparse as sp
 import torch
 from threadpoolctl import threadpool_limits
 
-from workbench import datasets, splits
-from workbench.metrics import ndcg_at_k
+from workbench.data import datasets, splits
+from workbench.data.synthetic import SyntheticConfig, generate
+from workbench.evaluation.topk import fit_and_score
 from workbench.models import EASE, IALS, Recommender
-from workbench.models.base import to_frame, topk_blocked
-from workbench.synthetic import SyntheticConfig, generate
-from workbench.tuning import evaluate
+from workbench.models.base import topk_blocked
 
 DEFAULT_DATA = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "ml-100k"
 
@@ -44,16 +43,23 @@ class ImplicitALS(Recommender):
     """``implicit.cpu.als.AlternatingLeastSquares`` behind our interface, for equal evaluation."""
 
     def __init__(self, *, factors: int, reg: float, alpha: float, epochs: int, cg_steps: int, threads: int, seed: int):
-        self.options = dict(factors=factors, reg=reg, alpha=alpha, epochs=epochs, cg_steps=cg_steps, threads=threads, seed=seed)
+        self.options = dict(
+            factors=factors, reg=reg, alpha=alpha, epochs=epochs, cg_steps=cg_steps, threads=threads, seed=seed
+        )
 
-    def _fit(self, matrix: sp.csr_matrix) -> None:
+    def _fit(self, matrix: sp.csr_matrix, *, progress: bool = False) -> None:
         from implicit.cpu.als import AlternatingLeastSquares
 
         o = self.options
         with threadpool_limits(1, "blas"):
             self.model = AlternatingLeastSquares(
-                factors=o["factors"], regularization=o["reg"], alpha=1.0 + o["alpha"], iterations=o["epochs"],
-                use_cg=True, num_threads=o["threads"], random_state=o["seed"],
+                factors=o["factors"],
+                regularization=o["reg"],
+                alpha=1.0 + o["alpha"],
+                iterations=o["epochs"],
+                use_cg=True,
+                num_threads=o["threads"],
+                random_state=o["seed"],
             )
             self.model.cg_steps = o["cg_steps"]
             self.model.fit(matrix, show_progress=False)
@@ -76,17 +82,23 @@ def ials_vs_implicit(train, test, *, threads: list[int], epochs: int, repeats: i
         torch.set_num_threads(t)
         opts = dict(factors=64, reg=50.0, alpha=5.0, epochs=epochs, cg_steps=3, seed=0)
         ours, theirs = IALS(device="cpu", **opts), ImplicitALS(threads=t, **opts)
-        quality = {name: evaluate(m, train, test)["ndcg"] for name, m in (("ours", ours), ("implicit", theirs))}
+        quality = {name: fit_and_score(m, train, test)["ndcg"] for name, m in (("ours", ours), ("implicit", theirs))}
         matrix = ours.seen
         times = {"ours": [], "implicit": []}
         for _ in range(repeats):  # interleaved, so background load hits both alike
             times["ours"].append(best_fit_seconds(ours, matrix) / epochs)
             times["implicit"].append(best_fit_seconds(theirs, matrix) / epochs)
         ours_s, theirs_s = min(times["ours"]), min(times["implicit"])
-        rows.append({
-            "threads": t, "ours s/iter": ours_s, "implicit s/iter": theirs_s, "ratio ours/implicit": ours_s / theirs_s,
-            "ours ndcg@10": quality["ours"], "implicit ndcg@10": quality["implicit"],
-        })
+        rows.append(
+            {
+                "threads": t,
+                "ours s/iter": ours_s,
+                "implicit s/iter": theirs_s,
+                "ratio ours/implicit": ours_s / theirs_s,
+                "ours ndcg@10": quality["ours"],
+                "implicit ndcg@10": quality["implicit"],
+            }
+        )
     return pd.DataFrame(rows)
 
 
@@ -106,11 +118,18 @@ def ease_scaling(sizes: list[int], *, n_users: int) -> pd.DataFrame:
         fitted = time.perf_counter()
         model.recommend(model.users.ids_, k=10)
         done = time.perf_counter()
-        rows.append({
-            "catalogue": n_items, "items": len(model.items), "users": len(model.users), "interactions": len(df),
-            "fit s": fitted - start, "score+top10 all users s": done - fitted,
-            "weights MiB": len(model.items) ** 2 * 4 / 2**20, "peak fit MiB (2 n^2 float32)": 2 * len(model.items) ** 2 * 4 / 2**20,
-        })
+        rows.append(
+            {
+                "catalogue": n_items,
+                "items": len(model.items),
+                "users": len(model.users),
+                "interactions": len(df),
+                "fit s": fitted - start,
+                "score+top10 all users s": done - fitted,
+                "weights MiB": len(model.items) ** 2 * 4 / 2**20,
+                "peak fit MiB (2 n^2 float32)": 2 * len(model.items) ** 2 * 4 / 2**20,
+            }
+        )
         del model
     return pd.DataFrame(rows)
 
@@ -137,8 +156,16 @@ def blocked_vs_loop(models: dict[str, Recommender], *, k: int = 10) -> pd.DataFr
         loop = naive_topk(model, users, k)
         end = time.perf_counter()
         same = np.mean(blocked[0] == loop[0])
-        rows.append({"model": name, "users": len(users), "blocked s": mid - start, "per-user loop s": end - mid,
-                     "speed-up": (end - mid) / (mid - start), "same items": f"{same:.1%}"})
+        rows.append(
+            {
+                "model": name,
+                "users": len(users),
+                "blocked s": mid - start,
+                "per-user loop s": end - mid,
+                "speed-up": (end - mid) / (mid - start),
+                "same items": f"{same:.1%}",
+            }
+        )
     return pd.DataFrame(rows)
 
 
@@ -160,20 +187,32 @@ def main() -> None:
 
     name, interactions = load(args.data)
     train, test = splits.stratified(interactions, 0.75, seed=42)
-    print(f"# bench_cf  {platform.processor() or platform.machine()}  {os.cpu_count()} CPUs  torch {torch.__version__}"
-          f"  load average {os.getloadavg()[0]:.1f}  OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY', 'unset')}")
-    print(f"\n## IALS vs implicit ALS on {name} (factors 64, reg 50, alpha 5 (implicit: 6), {args.epochs} iterations, "
-          f"3 CG steps; best of {args.repeats})")
-    print(ials_vs_implicit(train, test, threads=sorted(set(args.threads)), epochs=args.epochs, repeats=args.repeats)
-          .to_string(index=False, float_format=lambda v: f"{v:.4f}"))
+    print(
+        f"# bench_cf  {platform.processor() or platform.machine()}  {os.cpu_count()} CPUs  torch {torch.__version__}"
+        f"  load average {os.getloadavg()[0]:.1f}  OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY', 'unset')}"
+    )
+    print(
+        f"\n## IALS vs implicit ALS on {name} (factors 64, reg 50, alpha 5 (implicit: 6), {args.epochs} iterations, "
+        f"3 CG steps; best of {args.repeats})"
+    )
+    print(
+        ials_vs_implicit(
+            train, test, threads=sorted(set(args.threads)), epochs=args.epochs, repeats=args.repeats
+        ).to_string(index=False, float_format=lambda v: f"{v:.4f}")
+    )
 
     torch.set_num_threads(max(args.threads))
     print(f"\n## Blocked all-user top-10 vs a per-user loop on {name} ({torch.get_num_threads()} threads)")
     fitted = {"EASE": EASE(device="cpu").fit(train), "IALS": IALS(device="cpu").fit(train)}
     print(blocked_vs_loop(fitted).to_string(index=False, float_format=lambda v: f"{v:.3f}"))
 
-    print(f"\n## EASE fit and score time vs catalogue size (synthetic, {args.ease_users} users, {torch.get_num_threads()} threads)")
-    print(ease_scaling(args.ease_items, n_users=args.ease_users).to_string(index=False, float_format=lambda v: f"{v:.2f}"))
+    print(
+        f"\n## EASE fit and score time vs catalogue size (synthetic, {args.ease_users} users, "
+        f"{torch.get_num_threads()} threads)"
+    )
+    print(
+        ease_scaling(args.ease_items, n_users=args.ease_users).to_string(index=False, float_format=lambda v: f"{v:.2f}")
+    )
 
 
 if __name__ == "__main__":

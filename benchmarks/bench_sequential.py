@@ -21,10 +21,10 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from workbench import datasets
+from workbench.data import datasets
+from workbench.data.sequences import histories
 from workbench.models import BERT4Rec, BERT4RecConfig, SASRec, SASRecConfig
-from workbench.sequential import histories
-from workbench.sparse_formats import best_seconds
+from workbench.speed.timing import best_seconds
 
 ML100K = Path(__file__).resolve().parents[2] / "shared" / "data" / "ml-100k"
 BATCH_SIZES = (1, 8, 64, 256)
@@ -41,8 +41,8 @@ def bench(model, data: pd.DataFrame, *, epochs: int, repeats: int) -> dict:
         batch = [pool[i % len(pool)] for i in range(size)]
         tokens = model.tokens(model.encode(batch))
         with torch.inference_mode():
-            forward = best_seconds(lambda: model.score_tokens(**tokens), repeats=repeats)
-        end_to_end = best_seconds(lambda: model.recommend_histories(batch, k=10), repeats=repeats)
+            forward = best_seconds(lambda tokens=tokens: model.score_tokens(**tokens), repeats=repeats)
+        end_to_end = best_seconds(lambda batch=batch: model.recommend_histories(batch, k=10), repeats=repeats)
         row[f"forward/s @{size}"] = size / forward
         row[f"recommend/s @{size}"] = size / end_to_end
     return row
@@ -62,15 +62,33 @@ def main() -> None:
     else:
         data = datasets.load("synthetic", size="small")
     # the notebook's defaults (notebooks/04_sequential.ipynb)
-    common = dict(embedding_size=64, layers=2, heads=2, max_length=25, dropout=0.2, batch_size=64,
-                  learning_rate=3e-3, epochs=args.epochs, device=args.device, seed=0)
+    common = dict(
+        embedding_size=64,
+        layers=2,
+        heads=2,
+        max_length=25,
+        dropout=0.2,
+        batch_size=64,
+        learning_rate=3e-3,
+        epochs=args.epochs,
+        device=args.device,
+        seed=0,
+    )
     rows = {}
-    for model in (SASRec(SASRecConfig(**common)), BERT4Rec(BERT4RecConfig(mask_probability=0.4, **common))):
+    for model in (
+        SASRec(config=SASRecConfig(**common)),
+        BERT4Rec(config=BERT4RecConfig(mask_probability=0.4, **common)),
+    ):
         rows[type(model).__name__] = bench(model, data.interactions, epochs=args.epochs, repeats=args.repeats)
     table = pd.DataFrame(rows).round(1)
-    print(f"# bench_sequential: {data.name}, {args.device}, {args.threads} torch threads, "
-          f"torch {torch.__version__}, {platform.processor() or platform.machine()}")
-    print(f"# models: embedding 64, 2 layers, 2 heads, max_length 25 (BERT4Rec mask 0.4); training batch 64, {args.epochs} epochs")
+    print(
+        f"# bench_sequential: {data.name}, {args.device}, {args.threads} torch threads, "
+        f"torch {torch.__version__}, {platform.processor() or platform.machine()}"
+    )
+    print(
+        "# models: embedding 64, 2 layers, 2 heads, max_length 25 (BERT4Rec mask 0.4); "
+        f"training batch 64, {args.epochs} epochs"
+    )
     print(table.to_string())
     if args.json:
         args.json.write_text(json.dumps({"device": args.device, "threads": args.threads, "table": rows}, indent=2))

@@ -35,31 +35,53 @@ import pandas as pd
 import psutil
 import torch
 
+from workbench import models
+from workbench.data import datasets
+from workbench.serving.adapters import servable
+from workbench.serving.load import LoadResult, LoadSpec, http_load, run_sync, update_pairs
+from workbench.serving.scenarios import freshness_under_load, inprocess, latency_curves
+from workbench.serving.service import ServingConfig
+
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
 
-from workbench import datasets, loadtest  # noqa: E402
-from workbench.servable import servable  # noqa: E402
-from workbench.service import build_model  # noqa: E402
-from workbench.serving import ServingConfig  # noqa: E402
+NUMBERS = [
+    "sent",
+    "throughput_rps",
+    "p50_ms",
+    "p95_ms",
+    "p99_ms",
+    "mean_batch",
+    "cache_hit_rate",
+    "rejected",
+    "timeout",
+    "error",
+    "lost",
+]
 
-NUMBERS = ["sent", "throughput_rps", "p50_ms", "p95_ms", "p99_ms", "mean_batch", "cache_hit_rate", "rejected",
-           "timeout", "error", "lost"]
 
-
-def accounting(result: loadtest.LoadResult, computed: int, label: str) -> dict:
+def accounting(result: LoadResult, computed: int, label: str) -> dict:
     """Outcome counts of one overload run: every request must have exactly one outcome
     (``duplicated`` counts extra ones) and the model computed no request twice
     (``computed`` <= answered + timed out)."""
     o = result.outcomes
-    return {"run": label, "rate_rps": round(result.level), "sent": result.sent, "ok": o.get("ok", 0),
-            "rejected_503": o.get("rejected", 0), "timeout": o.get("timeout", 0), "error": o.get("error", 0),
-            "refused": o.get("refused", 0), "disconnected": o.get("disconnected", 0),
-            "misrouted": o.get("misrouted", 0), "lost": o.get("lost", 0),
-            "duplicated": sum(o.values()) - result.sent,
-            "computed": computed,
-            "p50_ok_ms": result.summary()["p50_ms"], "p99_ok_ms": result.summary()["p99_ms"],
-            "p99_503_ms": result.summary()["p99_rejected_ms"]}
+    return {
+        "run": label,
+        "rate_rps": round(result.level),
+        "sent": result.sent,
+        "ok": o.get("ok", 0),
+        "rejected_503": o.get("rejected", 0),
+        "timeout": o.get("timeout", 0),
+        "error": o.get("error", 0),
+        "refused": o.get("refused", 0),
+        "disconnected": o.get("disconnected", 0),
+        "misrouted": o.get("misrouted", 0),
+        "lost": o.get("lost", 0),
+        "duplicated": sum(o.values()) - result.sent,
+        "computed": computed,
+        "p50_ok_ms": result.summary()["p50_ms"],
+        "p99_ok_ms": result.summary()["p99_ms"],
+        "p99_503_ms": result.summary()["p99_rejected_ms"],
+    }
 
 
 @contextlib.contextmanager
@@ -69,10 +91,34 @@ def server_process(args, checkpoint: str | None, serving: ServingConfig):
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
-    cmd = [sys.executable, "-m", "workbench.cli", "serve", "--model", args.model, "--dataset", args.dataset,
-           "--synthetic-size", "small", "--port", str(port), "--epochs", str(args.epochs),
-           "--max-batch-size", str(serving.max_batch_size), "--max-wait-ms", str(serving.max_wait_ms),
-           "--max-queue", str(serving.max_queue), "--timeout-ms", str(serving.timeout_ms), "--cache-size", "0"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "workbench.cli",
+        "serve",
+        "--model",
+        args.model,
+        "--dataset",
+        args.dataset,
+        "--synthetic-size",
+        "small",
+        "--port",
+        str(port),
+        "--epochs",
+        str(args.epochs),
+        "--max-length",
+        str(args.max_length),
+        "--max-batch-size",
+        str(serving.max_batch_size),
+        "--max-wait-ms",
+        str(serving.max_wait_ms),
+        "--max-queue",
+        str(serving.max_queue),
+        "--timeout-ms",
+        str(serving.timeout_ms),
+        "--cache-size",
+        "0",
+    ]
     if args.dataset != "synthetic":
         cmd += ["--data-path", args.data_path]
     if checkpoint:
@@ -88,7 +134,7 @@ def server_process(args, checkpoint: str | None, serving: ServingConfig):
                 break
             except httpx.TransportError:
                 if proc.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError(f"server did not start: {' '.join(cmd)}")
+                    raise RuntimeError(f"server did not start: {' '.join(cmd)}") from None
                 time.sleep(0.3)
         yield url, psutil.Process(proc.pid)
     finally:
@@ -120,35 +166,52 @@ def closed_loop_curves(served, users, args) -> pd.DataFrame:
         "dynamic batching": batching,
         "batching + cache": ServingConfig(max_batch_size=args.max_batch_size, max_wait_ms=args.max_wait_ms),
     }
-    loadtest.sweep(served, {"warm-up": batching}, users, [args.concurrency], requests=200, duration_s=1)
+    latency_curves(served, {"warm-up": batching}, users, [args.concurrency], LoadSpec(requests=200, duration_s=1))
     levels = sorted({1, 2, 4, 8, 16, args.concurrency, 2 * args.concurrency})  # 2x: batches overlap the loop's work
     run = dict(requests=args.requests, duration_s=args.duration)
-    runs = pd.concat([loadtest.sweep(served, setups, users, levels, seed=r, **run) for r in range(args.rounds)])
+    runs = pd.concat(
+        [latency_curves(served, setups, users, levels, LoadSpec(seed=r, **run)) for r in range(args.rounds)]
+    )
     curves = runs.groupby(["setup", "level"], sort=False)[NUMBERS].median().reset_index()
     base = curves[curves["setup"] == "per-request"].set_index("level")
     curves["x_throughput"] = curves["throughput_rps"] / curves["level"].map(base["throughput_rps"])
     per_request = curves[curves["setup"] == "per-request"]
     saturation = per_request.loc[per_request["throughput_rps"] >= 0.95 * per_request["throughput_rps"].max()].iloc[0]
-    print(f"\n## closed loop, in-process: median of {args.rounds} rounds of {args.duration:g} s "
-          f"(setups take turns at each level); x_throughput = ours / per-request at the same concurrency")
+    print(
+        f"\n## closed loop, in-process: median of {args.rounds} rounds of {args.duration:g} s "
+        f"(setups take turns at each level); x_throughput = ours / per-request at the same concurrency"
+    )
     print(curves.round(2).to_string(index=False))
-    print(f"per-request saturation point (first level within 5% of its best throughput): concurrency "
-          f"{saturation['level']:g}, {saturation['throughput_rps']:.0f} req/s, p99 {saturation['p99_ms']:.1f} ms")
+    print(
+        f"per-request saturation point (first level within 5% of its best throughput): concurrency "
+        f"{saturation['level']:g}, {saturation['throughput_rps']:.0f} req/s, p99 {saturation['p99_ms']:.1f} ms"
+    )
 
     at = curves[curves["level"] == args.concurrency].set_index("setup")
     ratio, p99 = at.loc["dynamic batching", "x_throughput"], at.loc["dynamic batching", "p99_ms"]
     print(f"\n## targets at {args.concurrency} concurrent clients")
-    print(f"dynamic batching {at.loc['dynamic batching', 'throughput_rps']:.0f} req/s vs per-request "
-          f"{at.loc['per-request', 'throughput_rps']:.0f} req/s: {ratio:.3f}x (target >= 5x) -> {verdict(ratio >= 5)}")
-    print(f"(a) dynamic batching p99 {p99:.1f} ms vs per-request p99 at its closed-loop saturation point "
-          f"{saturation['p99_ms']:.1f} ms -> {verdict(p99 <= saturation['p99_ms'])}")
-    print(f"(b) dynamic batching p99 {p99:.1f} ms vs per-request p99 at the same {args.concurrency} clients "
-          f"{at.loc['per-request', 'p99_ms']:.1f} ms -> {verdict(p99 <= at.loc['per-request', 'p99_ms'])}")
-    both = curves[(curves["setup"] == "dynamic batching") & (curves["x_throughput"] >= 5)
-                  & (curves["p99_ms"] <= saturation["p99_ms"])]
+    print(
+        f"dynamic batching {at.loc['dynamic batching', 'throughput_rps']:.0f} req/s vs per-request "
+        f"{at.loc['per-request', 'throughput_rps']:.0f} req/s: {ratio:.3f}x (target >= 5x) -> {verdict(ratio >= 5)}"
+    )
+    print(
+        f"(a) dynamic batching p99 {p99:.1f} ms vs per-request p99 at its closed-loop saturation point "
+        f"{saturation['p99_ms']:.1f} ms -> {verdict(p99 <= saturation['p99_ms'])}"
+    )
+    print(
+        f"(b) dynamic batching p99 {p99:.1f} ms vs per-request p99 at the same {args.concurrency} clients "
+        f"{at.loc['per-request', 'p99_ms']:.1f} ms -> {verdict(p99 <= at.loc['per-request', 'p99_ms'])}"
+    )
+    both = curves[
+        (curves["setup"] == "dynamic batching")
+        & (curves["x_throughput"] >= 5)
+        & (curves["p99_ms"] <= saturation["p99_ms"])
+    ]
     print(f"levels where batching meets both (reading a): {both['level'].tolist() or 'none'}")
-    print(f"(reading a: past {saturation['level']:g} client(s) per-request only queues; its p99 there is a few bare "
-          f"single-user model calls, which no batch of {args.max_batch_size} can match on one model thread)")
+    print(
+        f"(reading a: past {saturation['level']:g} client(s) per-request only queues; its p99 there is a few bare "
+        f"single-user model calls, which no batch of {args.max_batch_size} can match on one model thread)"
+    )
     open_loop_saturation(served, users, args, per_request["throughput_rps"].max(), p99)
     return curves
 
@@ -159,17 +222,22 @@ def open_loop_saturation(served, users, args, capacity: float, batching_p99: flo
     config = ServingConfig(max_batch_size=1, cache_size=0)
     rows = []
     for share in (0.8, 0.9, 1.0):
-        result, _ = loadtest.run_sync(lambda: loadtest.inprocess(served, config, users, mode="open",
-                                                                 level=share * capacity, requests=args.requests,
-                                                                 duration_s=args.duration))
-        rows.append({"offered": f"{share:.0%}", **{k: result.summary()[k] for k in ("level", "throughput_rps",
-                                                                                   "p50_ms", "p99_ms", "rejected")}})
+        spec = LoadSpec(mode="open", level=share * capacity, requests=args.requests, duration_s=args.duration)
+        result, _ = run_sync(lambda spec=spec: inprocess(served, config, users, spec))
+        rows.append(
+            {
+                "offered": f"{share:.0%}",
+                **{k: result.summary()[k] for k in ("level", "throughput_rps", "p50_ms", "p99_ms", "rejected")},
+            }
+        )
     table = pd.DataFrame(rows).rename(columns={"level": "rate_rps"})
     print(f"\n## per-request at saturation: open loop at a share of its capacity ({capacity:.0f} req/s)")
     print(table.round(1).to_string(index=False))
     worst = table.loc[table["offered"] == "90%", "p99_ms"].iloc[0]
-    print(f"(c) dynamic batching p99 at {args.concurrency} clients {batching_p99:.1f} ms vs per-request p99 offered "
-          f"90% of its capacity {worst:.1f} ms -> {verdict(batching_p99 <= worst)}")
+    print(
+        f"(c) dynamic batching p99 at {args.concurrency} clients {batching_p99:.1f} ms vs per-request p99 offered "
+        f"90% of its capacity {worst:.1f} ms -> {verdict(batching_p99 <= worst)}"
+    )
 
 
 def freshness(served, users, args) -> None:
@@ -178,15 +246,23 @@ def freshness(served, users, args) -> None:
     print(f"\n## freshness: update call -> first answer that reflects it ({args.updates} updates each)")
     rows = []
     for lane in (False, True):
-        config = ServingConfig(max_batch_size=args.max_batch_size, max_wait_ms=args.max_wait_ms, cache_size=0,
-                               priority_lane=lane)
+        config = ServingConfig(
+            max_batch_size=args.max_batch_size, max_wait_ms=args.max_wait_ms, cache_size=0, priority_lane=lane
+        )
         for seed, background in enumerate((0, max(1, args.concurrency // 4), args.concurrency)):
-            pairs = loadtest.update_pairs(served, users, args.updates, seed=seed)
-            fresh = loadtest.freshness_under_load(served, config, users, pairs, background=background)
-            rows.append({"priority lane": "on" if lane else "off", "background clients": background,
-                         "update p99 ms": fresh["update_ms"].quantile(0.99), "fresh p50 ms": fresh["fresh_ms"].median(),
-                         "fresh p99 ms": fresh["fresh_ms"].quantile(0.99), "fresh max ms": fresh["fresh_ms"].max(),
-                         "reflected": fresh["reflected"].mean()})
+            pairs = update_pairs(served, users, args.updates, seed=seed)
+            fresh = freshness_under_load(served, config, users, pairs, background=background)
+            rows.append(
+                {
+                    "priority lane": "on" if lane else "off",
+                    "background clients": background,
+                    "update p99 ms": fresh["update_ms"].quantile(0.99),
+                    "fresh p50 ms": fresh["fresh_ms"].median(),
+                    "fresh p99 ms": fresh["fresh_ms"].quantile(0.99),
+                    "fresh max ms": fresh["fresh_ms"].max(),
+                    "reflected": fresh["reflected"].mean(),
+                }
+            )
     table = pd.DataFrame(rows)
     print(table.round(3).to_string(index=False))
     on = table[table["priority lane"] == "on"]
@@ -199,41 +275,62 @@ def http_and_overload(served, model, users, args, batching_rps: float) -> None:
     CPU each side used), then the overload accounting: open loop at 3x each path's
     measured throughput, in-process and over HTTP."""
     run = dict(requests=args.requests, duration_s=args.duration)
-    overload = ServingConfig(max_batch_size=args.max_batch_size, max_wait_ms=args.max_wait_ms,
-                             max_queue=2 * args.max_batch_size, timeout_ms=1000, cache_size=0)
+    overload = ServingConfig(
+        max_batch_size=args.max_batch_size,
+        max_wait_ms=args.max_wait_ms,
+        max_queue=2 * args.max_batch_size,
+        timeout_ms=1000,
+        cache_size=0,
+    )
     checkpoint = args.checkpoint
     if checkpoint is None and hasattr(model, "save"):  # the server process loads what was measured here
         checkpoint = str(model.save(Path(tempfile.mkdtemp(prefix="bench-serving-")) / "model"))
     with server_process(args, checkpoint, overload) as (url, server):
-        print(f"\n## over HTTP: `workbench serve` in its own process (max in flight {overload.in_flight_limit}), "
-              f"{args.concurrency} closed-loop clients here; CPU: 100% = one core")
+        print(
+            f"\n## over HTTP: `workbench serve` in its own process (max in flight {overload.in_flight_limit}), "
+            f"{args.concurrency} closed-loop clients here; CPU: 100% = one core"
+        )
         rows = []
         for client in ("httpx", "aiohttp"):
-            loadtest.run_sync(lambda: loadtest.http_load(url, users, level=args.concurrency, requests=200,
-                                                         duration_s=1, client=client))
+            warm_up = LoadSpec(level=args.concurrency, requests=200, duration_s=1)
+            run_sync(lambda client=client, spec=warm_up: http_load(url, users, spec, client=client))
             with cpu_meter(server) as cpu:
-                h = loadtest.run_sync(lambda: loadtest.http_load(url, users, level=args.concurrency, client=client,
-                                                                 **run))
-            rows.append({"client": client, **{k: h.summary()[k] for k in ("throughput_rps", "p50_ms", "p99_ms", "ok",
-                                                                          "lost")}, **cpu})
+                spec = LoadSpec(level=args.concurrency, **run)
+                h = run_sync(lambda client=client, spec=spec: http_load(url, users, spec, client=client))
+            rows.append(
+                {
+                    "client": client,
+                    **{k: h.summary()[k] for k in ("throughput_rps", "p50_ms", "p99_ms", "ok", "lost")},
+                    **cpu,
+                }
+            )
         table = pd.DataFrame(rows)
         print(table.round(1).to_string(index=False))
         http_rps = table.set_index("client").loc["aiohttp", "throughput_rps"]
-        print(f"in-process batching {batching_rps:.0f} req/s; over HTTP {http_rps:.0f} req/s "
-              f"({http_rps / batching_rps:.2f}x): the server's event loop (HTTP parsing, routing, validation) "
-              "shares one GIL with the model's Python")
+        print(
+            f"in-process batching {batching_rps:.0f} req/s; over HTTP {http_rps:.0f} req/s "
+            f"({http_rps / batching_rps:.2f}x): the server's event loop (HTTP parsing, routing, validation) "
+            "shares one GIL with the model's Python"
+        )
         before = computed(url)
         with cpu_meter(server) as cpu:
-            over_http = loadtest.run_sync(lambda: loadtest.http_load(url, users, mode="open", level=3 * http_rps, **run))
+            spec = LoadSpec(mode="open", level=3 * http_rps, **run)
+            over_http = run_sync(lambda: http_load(url, users, spec))
         http_computed, shed = computed(url) - before, metric(url, "workbench_shed_total")
-    in_process, snap = loadtest.run_sync(lambda: loadtest.inprocess(served, overload, users, mode="open",
-                                                                    level=3 * batching_rps, **run))
+    spec = LoadSpec(mode="open", level=3 * batching_rps, **run)
+    in_process, snap = run_sync(lambda: inprocess(served, overload, users, spec))
     in_computed = sum(size * n for size, n in snap["batch_sizes"].items())
-    table = pd.DataFrame([accounting(in_process, in_computed, "in-process"),
-                          {**accounting(over_http, http_computed, "http"), "shed_at_admission": shed}])
-    print(f"\n## overload: open loop (Poisson) at 3x the measured throughput of each path, queue {overload.max_queue}, "
-          f"max in flight {overload.in_flight_limit}, deadline {overload.timeout_ms:g} ms; during the HTTP run the "
-          f"server used {cpu['server_cpu_%']:.0f}% and the load generator {cpu['client_cpu_%']:.0f}% of a core")
+    table = pd.DataFrame(
+        [
+            accounting(in_process, in_computed, "in-process"),
+            {**accounting(over_http, http_computed, "http"), "shed_at_admission": shed},
+        ]
+    )
+    print(
+        f"\n## overload: open loop (Poisson) at 3x the measured throughput of each path, queue {overload.max_queue}, "
+        f"max in flight {overload.in_flight_limit}, deadline {overload.timeout_ms:g} ms; during the HTTP run the "
+        f"server used {cpu['server_cpu_%']:.0f}% and the load generator {cpu['client_cpu_%']:.0f}% of a core"
+    )
     print(table.round(1).to_string(index=False))
     clean = (table[["lost", "duplicated", "misrouted"]] == 0).all().all()
     print(f"target: zero lost or duplicated responses -> {verdict(clean)}")
@@ -250,6 +347,29 @@ def cpu_meter(server: psutil.Process):
     out.update({"server_cpu_%": server.cpu_percent(), "client_cpu_%": me.cpu_percent()})
 
 
+def build_model(
+    name: str,
+    interactions: pd.DataFrame,
+    *,
+    epochs: int,
+    max_length: int,
+    checkpoint: str | None = None,
+    seed: int = 0,
+    device: str = "cpu",
+):
+    """The model to serve, as ``workbench serve`` builds it: the ``checkpoint``'s model
+    (onto ``device``), else model ``name`` from the registry with ``seed`` and ``device``
+    where it takes them and, for a sequential model, ``epochs`` and ``max_length``, fitted
+    on ``interactions``."""
+    if checkpoint is not None:
+        return models.load(checkpoint, device=device)
+    taken = models.options(name)
+    options = {option: value for option, value in (("seed", seed), ("device", device)) if option in taken}
+    if models.is_sequential(name):
+        options.update(epochs=epochs, max_length=max_length)
+    return models.build(name, **options).fit(interactions)
+
+
 def verdict(ok: bool) -> str:
     return "MET" if ok else "NOT MET"
 
@@ -261,8 +381,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data-path", default=str(ROOT.parent / "shared" / "data" / "ml-100k"))
     parser.add_argument("--checkpoint", help="saved sequential model to serve instead of training one")
     parser.add_argument("--epochs", type=int, default=1, help="training epochs (serving speed does not depend on them)")
-    parser.add_argument("--max-length", type=int, default=25,
-                        help="items a sequential model reads (25: notebook 04's validated default)")
+    parser.add_argument(
+        "--max-length",
+        type=int,
+        default=25,
+        help="items a sequential model reads (25: notebook 04's validated default)",
+    )
     parser.add_argument("--concurrency", type=int, default=32, help="clients for the side-by-side comparison")
     parser.add_argument("--max-batch-size", type=int, default=32)
     parser.add_argument("--max-wait-ms", type=float, default=2.0)
@@ -270,26 +394,35 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=2, help="repeats of the closed-loop curves (medians)")
     parser.add_argument("--requests", type=int, default=4000, help="requests per run, at most")
     parser.add_argument("--updates", type=int, default=200)
-    parser.add_argument("--torch-threads", type=int, default=1,
-                        help="intra-op threads for every setup (1: no spinning OpenMP threads on a shared machine)")
+    parser.add_argument(
+        "--torch-threads",
+        type=int,
+        default=1,
+        help="intra-op threads for every setup (1: no spinning OpenMP threads on a shared machine)",
+    )
     args = parser.parse_args(argv)
     torch.set_num_threads(args.torch_threads)
 
     path = args.data_path if args.dataset != "synthetic" and Path(args.data_path).exists() else None
     data = datasets.load(args.dataset, path=path, size="small")
     started = time.perf_counter()
-    model = build_model(args.model, data.interactions, epochs=args.epochs, max_length=args.max_length,
-                        checkpoint=args.checkpoint)
+    model = build_model(
+        args.model, data.interactions, epochs=args.epochs, max_length=args.max_length, checkpoint=args.checkpoint
+    )
     fit_s = time.perf_counter() - started
     served = servable(model)
     users = model.users.ids_
     gc.collect()
     gc.freeze()  # as `workbench serve` does: no full-collection stalls over the long-lived objects
-    print(f"# serving benchmark: {args.model} ({type(served).__name__}) on {args.dataset}: {len(users)} users, "
-          f"{served.n_items} items; fit/load {fit_s:.1f} s; max_length {args.max_length}; "
-          f"max batch {args.max_batch_size}, max wait {args.max_wait_ms:g} ms")
-    print(f"# {platform.machine()}, {os.cpu_count()} cpus, torch {torch.__version__} "
-          f"({torch.get_num_threads()} threads), load average {os.getloadavg()[0]:.1f} (machine shared)")
+    print(
+        f"# serving benchmark: {args.model} ({type(served).__name__}) on {args.dataset}: {len(users)} users, "
+        f"{served.n_items} items; fit/load {fit_s:.1f} s; max_length {args.max_length}; "
+        f"max batch {args.max_batch_size}, max wait {args.max_wait_ms:g} ms"
+    )
+    print(
+        f"# {platform.machine()}, {os.cpu_count()} cpus, torch {torch.__version__} "
+        f"({torch.get_num_threads()} threads), load average {os.getloadavg()[0]:.1f} (machine shared)"
+    )
     curves = closed_loop_curves(served, users, args)
     freshness(served, users, args)
     batching_rps = curves.set_index(["setup", "level"]).loc[("dynamic batching", args.concurrency), "throughput_rps"]

@@ -16,8 +16,24 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from workbench import datasets, speed
-from workbench.acceleration import cpu_has_native_bf16
+from workbench import models
+from workbench.data import datasets
+from workbench.speed.benchmark import best_batch_sizes, model_workload, plan, run_plan, user_histories
+from workbench.speed.precision import cpu_has_native_bf16
+
+
+def fit_for_benchmark(
+    name: str, interactions: pd.DataFrame, *, epochs: int, max_length: int, seed: int = 0, device: str = "cpu"
+):
+    """Model ``name`` from the registry, fitted for the speed study (``seed`` and ``device``
+    where it takes them; ``epochs`` and ``max_length`` for a sequential model), and the
+    users' item-index histories its batches are drawn from."""
+    taken = models.options(name)
+    options = {option: value for option, value in (("seed", seed), ("device", device)) if option in taken}
+    if models.is_sequential(name):
+        options.update(epochs=epochs, max_length=max_length)
+    model = models.build(name, **options).fit(interactions)
+    return model, user_histories(model, interactions)
 
 
 def main() -> None:
@@ -32,24 +48,45 @@ def main() -> None:
     parser.add_argument("--compile", action="store_true", help="also measure torch.compile")
     args = parser.parse_args()
 
-    data = (datasets.load("ml-100k", path=args.data) if Path(args.data).is_dir()
-            else datasets.load("synthetic", size="small"))
+    data = (
+        datasets.load("ml-100k", path=args.data)
+        if Path(args.data).is_dir()
+        else datasets.load("synthetic", size="small")
+    )
     t0 = time.perf_counter()
-    model, histories = speed.fit_for_benchmark(args.model, data.interactions, epochs=args.epochs,
-                                               max_length=args.max_length)
-    print(f"{args.model} on {data.name}: fitted in {time.perf_counter() - t0:.0f} s; "
-          f"torch {torch.__version__}, {torch.get_num_threads()} threads, native bf16: {cpu_has_native_bf16()}")
-    runnable, skipped = speed.plan(None, args.precisions)
+    model, histories = fit_for_benchmark(args.model, data.interactions, epochs=args.epochs, max_length=args.max_length)
+    print(
+        f"{args.model} on {data.name}: fitted in {time.perf_counter() - t0:.0f} s; "
+        f"torch {torch.__version__}, {torch.get_num_threads()} threads, native bf16: {cpu_has_native_bf16()}"
+    )
+    runnable, skipped = plan(None, args.precisions)
     for s in skipped:
         print(f"skipped {s['device']} {s['precision']}: {s['reason']}")
-    df = speed.run_plan(speed.model_workload(model, histories), runnable, batch_sizes=args.batch_sizes,
-                        compile=[False, True] if args.compile else [False], repeats=args.repeats, progress=False)
-    cols = ["device", "precision", "compile", "batch_size", "latency_ms_median", "latency_ms_p95",
-            "throughput_per_s", "speedup_vs_batch1_fp32", "peak_mb", "users_changed_pct", "max_abs_diff"]
+    df = run_plan(
+        model_workload(model, histories),
+        runnable,
+        batch_sizes=args.batch_sizes,
+        compile=[False, True] if args.compile else [False],
+        repeats=args.repeats,
+        progress=False,
+    )
+    cols = [
+        "device",
+        "precision",
+        "compile",
+        "batch_size",
+        "latency_ms_median",
+        "latency_ms_p95",
+        "throughput_per_s",
+        "speedup_vs_batch1_fp32",
+        "peak_mb",
+        "users_changed_pct",
+        "max_abs_diff",
+    ]
     with pd.option_context("display.width", 200, "display.max_columns", 20):
         print(df[cols].round(3).to_string(index=False))
         print()
-        print(speed.summarize(df).round(3).to_string(index=False))
+        print(best_batch_sizes(df).round(3).to_string(index=False))
     fp32 = df[(df["precision"] == "fp32") & (df["device"] == "cpu")]
     best = fp32["throughput_per_s"].max() / fp32.loc[fp32["batch_size"] == 1, "throughput_per_s"].item()
     print(f"\nbest batched / batch-1 throughput (cpu fp32): {best:.2f}x  (target >= 5x)")

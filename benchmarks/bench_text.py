@@ -11,7 +11,7 @@ per second through the trainable layers, and the process's peak resident memory.
 
 Sweep (``--sweep``): fine-tunes a small grid on the ml-100k *training* part of the
 stratified 75/25 split, validating per epoch on a split carved from it
-(``workbench.splits.validation``) -- the test part is never read. The best validation
+(``workbench.data.splits.validation``) -- the test part is never read. The best validation
 nDCG@10 and the epoch it came at are printed per configuration.
 
     .venv/bin/python benchmarks/bench_text.py [--threads 2] [--epochs 1] [--json out.json]
@@ -31,8 +31,9 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from workbench import datasets, splits, text
-from workbench.models.two_tower import TwoTower, TwoTowerConfig
+from workbench.data import datasets, splits
+from workbench.models.text.encoder import load_encoder
+from workbench.models.text.two_tower import TwoTower, TwoTowerConfig
 
 DEFAULT_DATA = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "ml-100k"
 
@@ -71,19 +72,25 @@ def run_one(options: dict, args) -> dict:
     torch.set_num_threads(args.threads)
     data = _data(Path(args.data))
     _train, fit, valid, warm = _parts(data)
-    enc = text.load_encoder(args.encoder, device=args.device)
+    enc = load_encoder(args.encoder, device=args.device)
     config = TwoTowerConfig(**{"epochs": args.epochs, "device": args.device, **options})
-    model = TwoTower(warm, encoder=enc, config=config, progress=False)
+    model = TwoTower(warm, encoder=enc, config=config)
     t0 = time.perf_counter()
-    model.fit(fit, validation=valid if args.sweep else None)
-    h = model.history_[model.history_["epoch"] > 0]
+    model.fit(fit, validation=valid if args.sweep else None, progress=False)
+    curves = model.result_.curves  # valid_score: validation nDCG@k (NaN without validation)
+    h = curves[curves["epoch"] > 0]
     return {
-        "dataset": data.name, "options": options, "fit_seconds": time.perf_counter() - t0,
-        "cache_seconds": model.cache_seconds_, "epoch_seconds": float(h["train_seconds"].mean()),
-        "tokens_per_epoch": int(h["tokens"].mean()), "tokens_per_s": float(h["tokens_per_s"].mean()),
-        "peak_memory_mb": float(h["peak_memory_mb"].max()), "best_epoch": model.best_epoch_,
-        "best_valid_ndcg": float(model.history_["valid_ndcg"].max()),
-        "valid_ndcg": [round(float(v), 4) for v in model.history_["valid_ndcg"]],
+        "dataset": data.name,
+        "options": options,
+        "fit_seconds": time.perf_counter() - t0,
+        "cache_seconds": model.cache_seconds_,
+        "epoch_seconds": float(h["train_seconds"].mean()),
+        "tokens_per_epoch": int(h["tokens"].mean()),
+        "tokens_per_s": float(h["tokens_per_s"].mean()),
+        "peak_memory_mb": float(h["peak_memory_mb"].max()),
+        "best_epoch": model.result_.best_epoch,
+        "best_valid_ndcg": float(curves["valid_score"].max()),
+        "valid_ndcg": [round(float(v), 4) for v in curves["valid_score"]],
     }
 
 
@@ -106,8 +113,20 @@ def main(argv=None) -> None:
     names = args.only or list(grid)
     rows = []
     for name in names:
-        cmd = [sys.executable, __file__, "--one", json.dumps(grid[name]), "--data", args.data, "--device", args.device,
-               "--threads", str(args.threads), "--epochs", str(args.epochs)] + (["--sweep"] if args.sweep else [])
+        cmd = [
+            sys.executable,
+            __file__,
+            "--one",
+            json.dumps(grid[name]),
+            "--data",
+            args.data,
+            "--device",
+            args.device,
+            "--threads",
+            str(args.threads),
+            "--epochs",
+            str(args.epochs),
+        ] + (["--sweep"] if args.sweep else [])
         if args.encoder:
             cmd += ["--encoder", args.encoder]
         out = subprocess.run(cmd, capture_output=True, text=True)
@@ -117,10 +136,15 @@ def main(argv=None) -> None:
             rows.append({"configuration": name, **json.loads(out.stdout.strip().splitlines()[-1])})
         print(json.dumps(rows[-1]), file=sys.stderr, flush=True)
     table = pd.DataFrame(rows).set_index("configuration")
-    print(f"# {platform.processor() or platform.machine()}, torch {torch.__version__}, threads={args.threads}, "
-          f"device={args.device}")
-    columns = (["best_valid_ndcg", "best_epoch", "epoch_seconds", "fit_seconds"] if args.sweep else
-               ["cache_seconds", "epoch_seconds", "tokens_per_s", "peak_memory_mb"])
+    print(
+        f"# {platform.processor() or platform.machine()}, torch {torch.__version__}, threads={args.threads}, "
+        f"device={args.device}"
+    )
+    columns = (
+        ["best_valid_ndcg", "best_epoch", "epoch_seconds", "fit_seconds"]
+        if args.sweep
+        else ["cache_seconds", "epoch_seconds", "tokens_per_s", "peak_memory_mb"]
+    )
     print(table[[c for c in columns if c in table]].round(3).to_markdown())
     if args.json:
         Path(args.json).write_text(json.dumps(rows, indent=1))

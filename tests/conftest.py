@@ -1,4 +1,5 @@
-"""Shared fixtures: seeding, a local HTTP server, fake MovieLens archives, the real ml-100k.
+"""Shared fixtures: seeding, a local HTTP server, fake MovieLens archives, the real ml-100k,
+and a tiny random BERT checkpoint.
 
 Only the seeding fixture is autouse; everything else is asked for by name.
 """
@@ -134,7 +135,9 @@ def local_http_server(tmp_path_factory):
     httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _handler_for(state))
     httpd.daemon_threads = True
     state.port = httpd.server_address[1]
-    thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, name="local-http-server", daemon=True)
+    thread = threading.Thread(
+        target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, name="local-http-server", daemon=True
+    )
     thread.start()
     try:
         yield state
@@ -147,9 +150,25 @@ def local_http_server(tmp_path_factory):
 # --------------------------------------------------------------------------- fake MovieLens
 
 ML100K_GENRES = (
-    "unknown", "Action", "Adventure", "Animation", "Children's", "Comedy", "Crime", "Documentary",
-    "Drama", "Fantasy", "Film-Noir", "Horror", "Musical", "Mystery", "Romance", "Sci-Fi",
-    "Thriller", "War", "Western",
+    "unknown",
+    "Action",
+    "Adventure",
+    "Animation",
+    "Children's",
+    "Comedy",
+    "Crime",
+    "Documentary",
+    "Drama",
+    "Fantasy",
+    "Film-Noir",
+    "Horror",
+    "Musical",
+    "Mystery",
+    "Romance",
+    "Sci-Fi",
+    "Thriller",
+    "War",
+    "Western",
 )
 
 
@@ -160,7 +179,7 @@ def _flags(*names: str) -> str:
 def _ml_100k_files() -> dict[str, bytes]:
     genre = "".join(f"{g}|{i}\n" for i, g in enumerate(ML100K_GENRES)) + "\n"
     items = [
-        f"1|Toy Story (1995)|01-Jan-1995||http://us.imdb.com/M/title-exact?Toy%20Story%20(1995)|"
+        "1|Toy Story (1995)|01-Jan-1995||http://us.imdb.com/M/title-exact?Toy%20Story%20(1995)|"
         + _flags("Animation", "Children's", "Comedy"),
         "2|Café (1995)|01-Jan-1995||http://us.imdb.com/M/title-exact?Caf%E9|" + _flags("Comedy", "Romance"),
         "3|Star Wars (1977)|01-Jan-1977||http://us.imdb.com/M/title-exact?Star%20Wars%20(1977)|"
@@ -170,10 +189,18 @@ def _ml_100k_files() -> dict[str, bytes]:
     ]
     users = ["1|24|M|technician|85711", "2|53|F|other|94043", "3|23|M|writer|01002", "4|33|F|educator|T8H1N"]
     ratings = [
-        (1, 1, 5, 874965758), (1, 2, 3, 876893171), (1, 3, 4, 878542960), (1, 5, 1, 875071561),
-        (2, 1, 4, 888550871), (2, 3, 2, 888551150), (2, 4, 3, 888552084),
-        (3, 2, 5, 889237269), (3, 3, 4, 889236939), (3, 5, 2, 889237455),
-        (4, 1, 3, 892002353), (4, 3, 5, 892003052),
+        (1, 1, 5, 874965758),
+        (1, 2, 3, 876893171),
+        (1, 3, 4, 878542960),
+        (1, 5, 1, 875071561),
+        (2, 1, 4, 888550871),
+        (2, 3, 2, 888551150),
+        (2, 4, 3, 888552084),
+        (3, 2, 5, 889237269),
+        (3, 3, 4, 889236939),
+        (3, 5, 2, 889237455),
+        (4, 1, 3, 892002353),
+        (4, 3, 5, 892003052),
     ]
     return {
         "u.data": "".join(f"{u}\t{i}\t{r}\t{t}\n" for u, i, r, t in ratings).encode("ascii"),
@@ -191,8 +218,12 @@ def _ml_1m_files() -> dict[str, bytes]:
     ]
     users = ["1::F::1::10::48067", "2::M::56::16::70072", "3::M::25::15::02460"]
     ratings = [
-        (1, 1, 5, 978300760), (1, 2, 3, 978302109), (2, 1, 4, 978298413),
-        (2, 3, 1, 978299000), (3, 2, 2, 978220179), (3, 3, 5, 978199279),
+        (1, 1, 5, 978300760),
+        (1, 2, 3, 978302109),
+        (2, 1, 4, 978298413),
+        (2, 3, 1, 978299000),
+        (3, 2, 2, 978220179),
+        (3, 3, 5, 978199279),
     ]
     return {
         "ratings.dat": "".join(f"{u}::{i}::{r}::{t}\n" for u, i, r, t in ratings).encode("latin-1"),
@@ -206,7 +237,7 @@ def _ml_latest_small_files() -> dict[str, bytes]:
         "movieId,title,genres\n"
         "1,Toy Story (1995),Adventure|Animation|Children|Comedy|Fantasy\n"
         '11,"American President, The (1995)",Comedy|Drama|Romance\n'
-        "4973,\"Amélie (Fabuleux destin d'Amélie Poulain, Le) (2001)\",Comedy|Romance\n"
+        '4973,"Amélie (Fabuleux destin d\'Amélie Poulain, Le) (2001)",Comedy|Romance\n'
         "171749,Death Note: Desu nôto (2006–2007),(no genres listed)\n"
         "176601,Black Mirror,(no genres listed)\n"
     )
@@ -285,3 +316,35 @@ def shared_ml100k() -> Path:
     if not (path / "u.data").is_file():
         pytest.skip(f"real ml-100k not found at {path}")
     return path
+
+
+# --------------------------------------------------------------------------- tiny encoder
+
+
+def save_random_encoder(folder: Path, *, hidden_size: int = 32, layers: int = 2, heads: int = 2, seed: int = 0) -> Path:
+    """Write a tiny randomly initialised BERT (safetensors) with the default tokenizer,
+    loadable with ``load_encoder(folder)`` like any local checkpoint: for tests where the
+    pretrained weights are not the point."""
+    from transformers import AutoTokenizer, BertConfig, BertModel
+
+    from workbench.models.text.encoder import default_encoder_path
+
+    tok = AutoTokenizer.from_pretrained(str(default_encoder_path()), local_files_only=True)
+    config = BertConfig(
+        vocab_size=len(tok),
+        hidden_size=hidden_size,
+        num_hidden_layers=layers,
+        num_attention_heads=heads,
+        intermediate_size=4 * hidden_size,
+        max_position_embeddings=128,
+    )
+    torch.manual_seed(seed)
+    BertModel(config).save_pretrained(folder, safe_serialization=True)
+    tok.save_pretrained(folder)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def tiny_encoder_path(tmp_path_factory) -> Path:
+    """A 2-layer, 32-wide random BERT checkpoint folder (see :func:`save_random_encoder`)."""
+    return save_random_encoder(tmp_path_factory.mktemp("tiny-bert"), hidden_size=32, layers=2, heads=2)

@@ -27,8 +27,15 @@ playwright = pytest.importorskip("playwright.sync_api", reason="playwright is no
 if not CHROMIUM:
     pytest.skip("no Chromium on this machine", allow_module_level=True)
 
-CHROME_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-               "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+CHROME_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 
 
 def _free_port() -> int:
@@ -44,33 +51,51 @@ def lab(tmp_path):
     root.mkdir()
     shutil.copy(ROOT / "notebooks" / "05_speedups.ipynb", root)
     port = _free_port()
-    env = {**os.environ, "WORKBENCH_SMOKE": "1", "JUPYTER_CONFIG_DIR": str(tmp_path / "config"),
-           "JUPYTER_RUNTIME_DIR": str(tmp_path / "runtime"), "JUPYTER_DATA_DIR": str(tmp_path / "data")}
-    cmd = [sys.executable, "-m", "jupyterlab", "--no-browser", "--ServerApp.ip=127.0.0.1",
-           f"--ServerApp.port={port}", "--IdentityProvider.token=", "--ServerApp.password=",
-           "--ServerApp.disable_check_xsrf=True", "--allow-root", f"--ServerApp.root_dir={root}",
-           f"--LabApp.user_settings_dir={tmp_path / 'settings'}", f"--LabApp.workspaces_dir={tmp_path / 'ws'}"]
-    log = open(tmp_path / "lab.log", "w")
-    proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT)
+    env = {
+        **os.environ,
+        "WORKBENCH_SMOKE": "1",
+        "JUPYTER_CONFIG_DIR": str(tmp_path / "config"),
+        "JUPYTER_RUNTIME_DIR": str(tmp_path / "runtime"),
+        "JUPYTER_DATA_DIR": str(tmp_path / "data"),
+    }
+    cmd = [
+        sys.executable,
+        "-m",
+        "jupyterlab",
+        "--no-browser",
+        "--ServerApp.ip=127.0.0.1",
+        f"--ServerApp.port={port}",
+        "--IdentityProvider.token=",
+        "--ServerApp.password=",
+        "--ServerApp.disable_check_xsrf=True",
+        "--allow-root",
+        f"--ServerApp.root_dir={root}",
+        f"--LabApp.user_settings_dir={tmp_path / 'settings'}",
+        f"--LabApp.workspaces_dir={tmp_path / 'ws'}",
+    ]
     url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 90
-        while True:
-            try:
-                urllib.request.urlopen(f"{url}/api/status", timeout=2)
-                break
-            except OSError:
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError(f"JupyterLab did not start: {(tmp_path / 'lab.log').read_text()[-2000:]}")
-                time.sleep(0.5)
-        yield url
-    finally:
-        proc.terminate()
+    with open(tmp_path / "lab.log", "w") as log:
+        proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT)
         try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-        log.close()
+            deadline = time.monotonic() + 90
+            while True:
+                try:
+                    urllib.request.urlopen(f"{url}/api/status", timeout=2)
+                    break
+                except OSError:
+                    if proc.poll() is not None or time.monotonic() > deadline:
+                        log.flush()
+                        raise RuntimeError(
+                            f"JupyterLab did not start: {(tmp_path / 'lab.log').read_text()[-2000:]}"
+                        ) from None
+                    time.sleep(0.5)
+            yield url
+        finally:
+            proc.terminate()
+            try:
+                proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                proc.kill()
 
 
 def _accept_dialog(page, timeout_ms: int = 5_000) -> None:
@@ -90,8 +115,9 @@ def test_slider_and_run_button_remeasure_and_redraw(lab, tmp_path):
         try:
             page.goto(f"{lab}/lab/tree/05_speedups.ipynb", timeout=90_000)
             page.wait_for_selector(".jp-Notebook", timeout=90_000)
-            page.wait_for_selector(".jp-Notebook-ExecutionIndicator[data-status='idle'], "
-                                   ".jp-Toolbar-kernelStatus", timeout=90_000)
+            page.wait_for_selector(
+                ".jp-Notebook-ExecutionIndicator[data-status='idle'], .jp-Toolbar-kernelStatus", timeout=90_000
+            )
             _accept_dialog(page)  # "Select Kernel" on first open
             page.click(".lm-MenuBar-itemLabel:text-is('Run')")
             page.locator(".lm-Menu-itemLabel", has_text="Run All Cells").first.click()
@@ -106,14 +132,19 @@ def test_slider_and_run_button_remeasure_and_redraw(lab, tmp_path):
             handle.focus()
             handle.press("ArrowRight")
             handle.press("ArrowRight")
-            page.wait_for_function("(b) => document.querySelector('.jupyter-widgets .widget-readout').innerText != b",
-                                   arg=before, timeout=10_000)
+            page.wait_for_function(
+                "(b) => document.querySelector('.jupyter-widgets .widget-readout').innerText != b",
+                arg=before,
+                timeout=10_000,
+            )
             after = readout.inner_text()
             assert int(after) > int(before)
             page.locator(".jupyter-widgets button.jupyter-button", has_text="Run").click()
             page.wait_for_function(
                 "() => [...document.querySelectorAll('.jupyter-widgets .widget-html-content')]"
-                ".some(e => e.innerText.includes('users/s'))", timeout=120_000)
+                ".some(e => e.innerText.includes('users/s'))",
+                timeout=120_000,
+            )
             text = status.inner_text()
             assert f"batch {after} " in text and "users/s" in text
             img = page.locator(".jupyter-widgets .widget-output img, .widget-output img").last

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import re
-import tomllib
 from pathlib import Path
 
+import tomllib
 import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -29,7 +29,7 @@ def _environment() -> dict[str, str]:
     env = yaml.safe_load((ROOT / "environment.yml").read_text())
     out = {}
     for dep in env["dependencies"]:
-        for req in (dep["pip"] if isinstance(dep, dict) else [dep]):
+        for req in dep["pip"] if isinstance(dep, dict) else [dep]:
             if req.startswith("-e"):
                 continue
             name, spec = _split(req)

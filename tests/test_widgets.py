@@ -1,12 +1,14 @@
-"""The speed panel, driven the way a click drives it (the real-browser check is in test_browser)."""
+"""The speed panel and the batching panel, driven the way a click drives them (the
+real-browser check is in test_browser)."""
 
 from __future__ import annotations
 
 import pytest
 
-from workbench import datasets, speed
+from workbench.data import datasets
 from workbench.models import EASE
-from workbench.widgets import SpeedPanel
+from workbench.speed import benchmark as speed
+from workbench.widgets import SpeedPanel, batching_panel
 
 
 @pytest.fixture(scope="module")
@@ -38,3 +40,13 @@ def test_only_present_devices_are_offered(panel):
     from workbench.devices import available_devices
 
     assert list(panel.device.options) == available_devices()
+
+
+def test_batching_panel_runs_only_when_clicked():
+    calls = []
+    panel = batching_panel(lambda b, w: calls.append((b, w)) or f"{b}/{w}", max_batch_size=8, max_wait_ms=1.5)
+    assert calls == []  # building it runs nothing: an unattended notebook never waits on it
+    sliders_and_button = panel.children[0].children
+    sliders_and_button[0].value = 16
+    sliders_and_button[2].click()
+    assert calls == [(16, 1.5)]

@@ -1,13 +1,13 @@
 """``workbench`` command line: run notebooks, write reports, fetch data sets.
 
-    workbench run                          # every numbered notebook, defaults, into runs/<time>/
-    workbench run notebooks/02_sparse_cf.ipynb -p dataset ml-1m -p k 20
-    workbench run --smoke                  # synthetic data and tiny settings (offline)
-    workbench report runs/20261129-120000
-    workbench sweep notebooks/05_speedups.ipynb -p batch_size 1 8 64 -p precision fp32 bf16 --jobs 2
-    workbench store rebuild runs
-    workbench download ml-100k [--from FOLDER]
-    workbench serve --model ease --dataset ml-100k --port 8000   # HTTP service on 127.0.0.1
+workbench run                          # every numbered notebook, defaults, into runs/<time>/
+workbench run notebooks/02_sparse_cf.ipynb -p dataset ml-1m -p k 20
+workbench run --smoke                  # synthetic data and tiny settings (offline)
+workbench report runs/20261129-120000
+workbench sweep notebooks/05_speedups.ipynb -p batch_size 1 8 64 -p precision fp32 bf16 --jobs 2
+workbench store rebuild runs
+workbench download ml-100k [--from FOLDER]
+workbench serve --model ease --dataset ml-100k --port 8000   # HTTP service on 127.0.0.1
 """
 
 from __future__ import annotations
@@ -16,6 +16,11 @@ import argparse
 import ast
 import sys
 from pathlib import Path
+
+# Each command imports what it uses when it runs, so that `workbench --help` and
+# `workbench download` answer in a tenth of a second instead of loading torch, FastAPI
+# and papermill first (several seconds). No import here is deferred to dodge a cycle:
+# the CLI is the top layer and may import every other.
 
 
 def _value(text: str):
@@ -27,13 +32,13 @@ def _value(text: str):
 
 
 def _cmd_run(args) -> int:
-    from workbench import runs
+    import papermill as pm
+
+    from workbench.runs import executor
 
     params = {name: _value(v) for name, v in args.parameter}
     selected = [Path(p) for p in args.notebooks] or None
     if selected:
-        import papermill as pm
-
         for nb in selected:
             if not nb.exists():
                 print(f"error: {nb}: no such notebook", file=sys.stderr)
@@ -41,13 +46,17 @@ def _cmd_run(args) -> int:
             declared = pm.inspect_notebook(str(nb))
             unknown = sorted(set(params) - set(declared))
             if unknown and len(selected) == 1:
-                print(f"error: {nb} declares no parameter(s) {unknown}; it declares {sorted(declared)}", file=sys.stderr)
+                print(
+                    f"error: {nb} declares no parameter(s) {unknown}; it declares {sorted(declared)}", file=sys.stderr
+                )
                 return 2
 
     def progress(path):
         print(f"running {path} ...", file=sys.stderr, flush=True)
 
-    run_dir, records = runs.run_all(selected, parameters=params, runs_dir=args.runs_dir, smoke=args.smoke, progress=progress)
+    run_dir, records = executor.run_all(
+        selected, parameters=params, runs_dir=args.runs_dir, smoke=args.smoke, progress=progress
+    )
     failed = [r for r in records if r.status != "ok"]
     for r in records:
         line = f"{r.status:6s} {r.notebook} ({r.wall_time_s} s)"
@@ -59,15 +68,16 @@ def _cmd_run(args) -> int:
 
 
 def _cmd_sweep(args) -> int:
-    from workbench import sweeps
+    from workbench.runs import sweeps
 
     grid = {values[0]: [_value(v) for v in values[1:]] for values in args.parameter}
     empty = [name for name, values in grid.items() if not values]
     if empty:
         print(f"error: no values given for parameter(s) {empty}", file=sys.stderr)
         return 2
-    frame = sweeps.sweep(args.notebook, grid, jobs=args.jobs, runs_dir=args.runs_dir,
-                         sweep_name=args.name, smoke=args.smoke)
+    frame = sweeps.sweep(
+        args.notebook, grid, jobs=args.jobs, runs_dir=args.runs_dir, sweep_name=args.name, smoke=args.smoke
+    )
     shown = ["path", "status"] + [c for c in frame.columns if c.startswith("param.")]
     print(frame[shown].to_string(index=False))
     failed = int((frame["status"] != "ok").sum())
@@ -76,21 +86,21 @@ def _cmd_sweep(args) -> int:
 
 
 def _cmd_store(args) -> int:
-    from workbench import store
+    from workbench.runs import store
 
     print(store.rebuild(args.runs_dir))
     return 0
 
 
 def _cmd_report(args) -> int:
-    from workbench.report import write_report
+    from workbench.runs.report import write_report
 
     print(write_report(Path(args.run_dir)))
     return 0
 
 
 def _cmd_download(args) -> int:
-    from workbench import datasets
+    from workbench.data import datasets
 
     if args.source:
         folder = datasets.import_local(args.name, args.source)
@@ -102,27 +112,77 @@ def _cmd_download(args) -> int:
 
 
 def _cmd_serve(args) -> int:
-    from workbench.service import serve
+    """Load the data, fit (or load) the model, serve it until Ctrl+C."""
+    from workbench import models
+    from workbench.data import datasets
+    from workbench.serving import app
+    from workbench.serving.adapters import servable
+    from workbench.serving.service import RecommendationService, ServingConfig
 
-    return serve(args)
+    data = datasets.load(args.dataset, path=args.data_path, size=args.synthetic_size, seed=args.seed)
+    if args.checkpoint:  # the checkpoint names its model; a sequential one runs on --device
+        sequential = models.is_sequential(models.checkpoint_model(args.checkpoint))
+        model = models.load(args.checkpoint, **({"device": args.device} if sequential else {}))
+    else:
+        model = models.build(args.model, **_model_options(args)).fit(data.interactions)
+    config = ServingConfig(
+        max_batch_size=args.max_batch_size,
+        max_wait_ms=args.max_wait_ms,
+        max_queue=args.max_queue,
+        timeout_ms=args.timeout_ms,
+        cache_size=args.cache_size,
+        max_in_flight=args.max_in_flight,
+        priority_lane=args.priority_lane,
+    )
+    app.run(RecommendationService(servable(model), config), host=args.host, port=args.port)
+    return 0
+
+
+def _model_options(args) -> dict:
+    """What ``serve`` passes to the model: ``--seed`` and ``--device`` where the model has
+    them, ``--epochs`` and ``--max-length`` for sequential models (briefly trained: serving
+    speed does not depend on it), then every ``-o NAME VALUE``."""
+    from workbench import models
+
+    taken = models.options(args.model)
+    options = {name: value for name, value in (("seed", args.seed), ("device", args.device)) if name in taken}
+    if models.is_sequential(args.model):
+        options.update(epochs=args.epochs, max_length=args.max_length)
+    return {**options, **{name: _value(value) for name, value in args.option}}
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="workbench", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="workbench", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     sub = parser.add_subparsers(dest="command", required=True)
 
     run = sub.add_parser("run", help="execute notebooks with papermill into a new runs/<time>/ folder")
     run.add_argument("notebooks", nargs="*", help="notebook paths (default: every notebooks/NN_*.ipynb)")
-    run.add_argument("-p", "--parameter", nargs=2, action="append", default=[], metavar=("NAME", "VALUE"),
-                     help="parameter for the notebooks that declare it (repeatable)")
+    run.add_argument(
+        "-p",
+        "--parameter",
+        nargs=2,
+        action="append",
+        default=[],
+        metavar=("NAME", "VALUE"),
+        help="parameter for the notebooks that declare it (repeatable)",
+    )
     run.add_argument("--smoke", action="store_true", help="synthetic data and tiny settings (sets WORKBENCH_SMOKE=1)")
     run.add_argument("--runs-dir", default="runs", help="parent folder of run folders (default: runs)")
     run.set_defaults(func=_cmd_run)
 
     sw = sub.add_parser("sweep", help="run a notebook over a parameter grid (resumable, parallel)")
     sw.add_argument("notebook")
-    sw.add_argument("-p", "--parameter", nargs="+", action="append", required=True, metavar="NAME VALUE",
-                    help="a parameter and its values: -p batch_size 1 8 64 (repeatable)")
+    sw.add_argument(
+        "-p",
+        "--parameter",
+        nargs="+",
+        action="append",
+        required=True,
+        metavar="NAME VALUE",
+        help="a parameter and its values: -p batch_size 1 8 64 (repeatable)",
+    )
     sw.add_argument("--jobs", type=int, default=1, help="points run at once, each in its own process")
     sw.add_argument("--name", help="sweep folder name (default: derived from notebook and grid)")
     sw.add_argument("--smoke", action="store_true", help="synthetic data and tiny settings")
@@ -144,22 +204,44 @@ def main(argv: list[str] | None = None) -> int:
     dl.set_defaults(func=_cmd_download)
 
     srv = sub.add_parser("serve", help="serve recommendations over HTTP (FastAPI + uvicorn)")
-    srv.add_argument("--model", default="ease", help="popularity, ease, itemknn, ials, bpr, sasrec or bert4rec")
-    srv.add_argument("--dataset", default="ml-100k", help="data set to fit on (ml-100k, ml-1m, ml-latest-small, synthetic)")
+    srv.add_argument(
+        "--model",
+        default="ease",
+        help="a registered model: popularity, itemknn, ease, ials, bpr, sasrec or bert4rec (any case)",
+    )
+    srv.add_argument(
+        "-o",
+        "--option",
+        nargs=2,
+        action="append",
+        default=[],
+        metavar=("NAME", "VALUE"),
+        help="a model option, e.g. -o reg 300 (repeatable; see workbench.models.options(name))",
+    )
+    srv.add_argument(
+        "--dataset", default="ml-100k", help="data set to fit on (ml-100k, ml-1m, ml-latest-small, synthetic)"
+    )
     srv.add_argument("--data-path", help="local folder or zip of the data set")
     srv.add_argument("--synthetic-size", default="small", help="size preset of the synthetic data set")
-    srv.add_argument("--checkpoint", help="load a saved sequential model instead of fitting one")
+    srv.add_argument("--checkpoint", help="serve a saved sequential model (its folder) instead of fitting --model")
     srv.add_argument("--epochs", type=int, default=5, help="training epochs of a sequential model")
+    srv.add_argument("--max-length", type=int, default=50, help="history items a sequential model reads")
+    srv.add_argument("--device", default="cpu", help="where the model runs: cpu, cuda or auto")
     srv.add_argument("--seed", type=int, default=0)
     srv.add_argument("--host", default="127.0.0.1", help="address to bind (default: loopback only)")
     srv.add_argument("--port", type=int, default=8000)
     srv.add_argument("--max-batch-size", type=int, default=32, help="requests per model call")
     srv.add_argument("--max-wait-ms", type=float, default=2.0, help="longest wait for a batch to fill")
     srv.add_argument("--max-queue", type=int, default=1024, help="queued requests before 503")
-    srv.add_argument("--max-in-flight", type=int, help="requests inside the server before 503 "
-                     "(default: max queue + max batch size)")
-    srv.add_argument("--no-priority-lane", dest="priority_lane", action="store_false",
-                     help="first reads after an update queue like any other request")
+    srv.add_argument(
+        "--max-in-flight", type=int, help="requests inside the server before 503 (default: max queue + max batch size)"
+    )
+    srv.add_argument(
+        "--no-priority-lane",
+        dest="priority_lane",
+        action="store_false",
+        help="first reads after an update queue like any other request",
+    )
     srv.add_argument("--timeout-ms", type=float, default=1000.0, help="per-request deadline (504)")
     srv.add_argument("--cache-size", type=int, default=10_000, help="cached top-k answers, 0 = off")
     srv.set_defaults(func=_cmd_serve)
@@ -167,7 +249,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return args.func(args)
-    except (ValueError, FileNotFoundError, RuntimeError) as err:
+    except (ValueError, TypeError, FileNotFoundError, RuntimeError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
 

@@ -1,24 +1,28 @@
 """The one interface every recommender in the workbench shares.
 
-``fit(interactions) -> self``; ``recommend(user_ids, k, exclude_seen)`` -> DataFrame
-(``user_id``, ``item_id``, ``score``, ``rank``); ``similar_items(item_ids, k)``; and the
-batched ``score(user_index)`` -> (B, n_items) tensor that the GPU and serving layers
-call. Subclasses implement ``_fit(matrix)`` on the CSR user x item matrix and
-``score``; top-k, masking and id mapping live here, once.
+``Model(**options)`` or ``Model(config=ModelConfig(...))`` (see :mod:`.config`);
+``fit(interactions, progress=False) -> self``; ``recommend(user_ids, k, exclude_seen,
+candidates)`` -> DataFrame (``user_id``, ``item_id``, ``score``, ``rank``);
+``similar_items(item_ids, k)``; and the batched ``score(user_index)`` -> (B, n_items)
+tensor that the GPU and serving layers call. Subclasses set ``config_class`` and
+implement ``_fit(matrix, progress=...)`` on the CSR user x item matrix and ``score``;
+top-k, masking, candidate sets and id mapping live here, once.
 """
 
 from __future__ import annotations
 
 import dataclasses
 from abc import ABC, abstractmethod
+from typing import Any, ClassVar
 
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 import torch
 
-from workbench.matrix import IndexMap, interaction_matrix
-from workbench.schema import ITEM, RANK, SCORE, USER, SchemaError, require_columns
+from workbench.data.matrix import IndexMap, interaction_matrix
+from workbench.data.schema import ITEM, RANK, SCORE, USER, SchemaError, require_columns
+from workbench.models.config import make_config, signature
 
 #: scores for one block of users are at most this many bytes (float32)
 BLOCK_BYTES = 64 * 2**20
@@ -26,17 +30,6 @@ BLOCK_BYTES = 64 * 2**20
 
 class NotFittedError(RuntimeError):
     """The model was used before ``fit``."""
-
-
-def check_options(config, *, positive: tuple[str, ...] = (), non_negative: tuple[str, ...] = ()) -> None:
-    """Raise ``ValueError`` naming the first option of ``config`` that is out of range."""
-    name = type(config).__name__
-    for field in positive:
-        if not getattr(config, field) > 0:
-            raise ValueError(f"{name}: {field} must be > 0, got {getattr(config, field)!r}")
-    for field in non_negative:
-        if not getattr(config, field) >= 0:
-            raise ValueError(f"{name}: {field} must be >= 0, got {getattr(config, field)!r}")
 
 
 def _check_k(k: int, n_items: int) -> None:
@@ -82,7 +75,9 @@ def topk_blocked(
     return out_idx, out_val
 
 
-def to_frame(ids: np.ndarray, idx: np.ndarray, val: np.ndarray, items: IndexMap, *, id_col: str = USER, item_col: str = ITEM) -> pd.DataFrame:
+def to_frame(
+    ids: np.ndarray, idx: np.ndarray, val: np.ndarray, items: IndexMap, *, id_col: str = USER, item_col: str = ITEM
+) -> pd.DataFrame:
     """(n, k) top-k arrays -> long DataFrame with ``rank`` 1..k, empty slots dropped."""
     n, k = idx.shape
     keep = (idx >= 0).ravel()
@@ -96,39 +91,62 @@ def to_frame(ids: np.ndarray, idx: np.ndarray, val: np.ndarray, items: IndexMap,
     )
 
 
-class Recommender(ABC):
-    """Base class: id maps, seen-item masking and blocked top-k for every model."""
+@dataclasses.dataclass(frozen=True)
+class NoOptions:
+    """The config of a model without hyper-parameters (so every model has one)."""
 
+
+class Recommender(ABC):
+    """Base class: options, id maps, seen-item masking and blocked top-k for every model."""
+
+    #: the frozen dataclass of the model's options (see :mod:`workbench.models.config`)
+    config_class: ClassVar[type] = NoOptions
     users: IndexMap
     items: IndexMap
-    seen: sp.csr_matrix  # (n_users, n_items) training interactions
-    config: object = None  # the model's frozen dataclass of hyper-parameters, if it has one
+    seen: sp.csr_matrix  # (n_users, n_items) training interactions, binary
+
+    def __init__(self, *, config: Any = None, **options: Any) -> None:
+        self.config = make_config(self.config_class, config, options, owner=type(self).__name__)
+
+    def __init_subclass__(cls, **kwargs) -> None:
+        super().__init_subclass__(**kwargs)
+        cls.__signature__ = signature(cls, cls.config_class)
 
     def __repr__(self) -> str:
-        if not dataclasses.is_dataclass(self.config):
-            return f"{type(self).__name__}()"
-        options = ", ".join(f"{f.name}={getattr(self.config, f.name)!r}" for f in dataclasses.fields(self.config))
-        return f"{type(self).__name__}({options})"
+        return f"{type(self).__name__}({self._options_repr()})"
 
-    def fit(self, interactions: pd.DataFrame) -> "Recommender":
-        """Fit on interactions (all rows count as positives); returns ``self``."""
-        require_columns(interactions, [USER, ITEM], source=f"{type(self).__name__}.fit")
+    def _options_repr(self) -> str:
+        """``name=value`` for every option, as the constructor takes them."""
+        return ", ".join(f"{f.name}={getattr(self.config, f.name)!r}" for f in dataclasses.fields(self.config))
+
+    # -- fitting ---------------------------------------------------------------------
+
+    def fit(self, interactions: pd.DataFrame, *, progress: bool = False) -> Recommender:
+        """Fit on interactions (all rows count as positives); returns ``self``.
+        ``progress`` shows a ``tqdm.auto`` bar where fitting takes a while."""
+        self._index(interactions)
+        self._fit(self.seen, progress=progress)
+        return self
+
+    def _index(self, interactions: pd.DataFrame, *, items: IndexMap | None = None, columns=(USER, ITEM)) -> None:
+        """Set ``users``, ``items`` (the interacted items, or the catalogue ``items``) and
+        the binary ``seen`` matrix from ``interactions``; checks the ids first."""
+        source = f"{type(self).__name__}.fit"
+        require_columns(interactions, list(columns), source=source)
         if len(interactions) == 0:
-            raise ValueError(f"{type(self).__name__}.fit: no interactions to fit on")
+            raise ValueError(f"{source}: no interactions to fit on")
         for col in (USER, ITEM):
             ids = pd.to_numeric(interactions[col], errors="coerce")
             if ids.isna().any() or (ids != ids.round()).any():
                 bad = interactions[col][ids.isna() | (ids != ids.round())].iloc[0]
-                raise SchemaError(f"{type(self).__name__}.fit: column {col!r} holds a missing or non-integer id ({bad!r})")
+                raise SchemaError(f"{source}: column {col!r} holds a missing or non-integer id ({bad!r})")
         self.users = IndexMap.from_ids(interactions[USER], kind="user")
-        self.items = IndexMap.from_ids(interactions[ITEM], kind="item")
+        self.items = IndexMap.from_ids(interactions[ITEM], kind="item") if items is None else items
         self.seen = interaction_matrix(interactions, self.users, self.items)
         self.seen.data[:] = 1.0
-        self._fit(self.seen)
-        return self
 
     @abstractmethod
-    def _fit(self, matrix: sp.csr_matrix) -> None:
+    def _fit(self, matrix: sp.csr_matrix, *, progress: bool) -> None:
         """Learn from the binary (n_users, n_items) CSR matrix."""
 
     @abstractmethod
@@ -139,27 +157,46 @@ class Recommender(ABC):
         if not hasattr(self, "seen"):
             raise NotFittedError(f"{type(self).__name__} is not fitted; call fit(interactions) first")
 
+    # -- recommending ----------------------------------------------------------------
+
     def recommend(
-        self, user_ids, k: int = 10, *, exclude_seen: bool = True, block_size: int | None = None
+        self,
+        user_ids,
+        k: int = 10,
+        *,
+        exclude_seen: bool = True,
+        candidates=None,
+        block_size: int | None = None,
     ) -> pd.DataFrame:
         """Top-k items for each user id -> (``user_id``, ``item_id``, ``score``, ``rank``).
 
-        Unknown user ids raise :class:`~workbench.matrix.UnknownIdError`. ``k`` larger
-        than the catalogue raises ``ValueError``; a user with fewer than ``k`` unseen
-        items gets fewer rows.
+        ``candidates`` (item ids) restricts the ranking to those items, e.g. cold-start
+        items; the model must know every one (else :class:`~workbench.data.matrix.UnknownIdError`)
+        and ``k`` larger than the candidate set returns all of them. Without candidates,
+        ``k`` larger than the catalogue raises ``ValueError``. Unknown user ids raise
+        :class:`~workbench.data.matrix.UnknownIdError`; a user with fewer than ``k``
+        unseen items gets fewer rows.
         """
         self._check_fitted()
         user_ids = np.asarray(user_ids, dtype=np.int64).ravel()
         rows = self.users.index(user_ids)
-        idx, val = topk_blocked(
-            self.score,
-            rows,
-            k,
-            n_items=len(self.items),
-            exclude=self.seen if exclude_seen else None,
-            block_size=block_size,
-        )
-        return to_frame(user_ids, idx, val, self.items)
+        if candidates is None:
+            exclude = self.seen if exclude_seen else None
+            idx, val = topk_blocked(
+                self.score, rows, k, n_items=len(self.items), exclude=exclude, block_size=block_size
+            )
+            return to_frame(user_ids, idx, val, self.items)
+        catalogue = IndexMap.from_ids(candidates, kind="item")
+        cols = self.items.index(catalogue.ids_)
+        exclude = sp.csr_matrix(self.seen[:, cols]) if exclude_seen else None
+
+        def scores(block: np.ndarray) -> torch.Tensor:
+            s = self.score(block)  # (B, n_items)
+            return s[:, torch.as_tensor(cols, device=s.device)]  # (B, n_candidates)
+
+        n = len(catalogue)
+        idx, val = topk_blocked(scores, rows, min(k, n), n_items=n, exclude=exclude, block_size=block_size)
+        return to_frame(user_ids, idx, val, catalogue)
 
     def item_similarity(self, item_index: np.ndarray) -> torch.Tensor:
         """Similarity of a batch of item indices to every item: (B,) -> (B, n_items)."""

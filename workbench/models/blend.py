@@ -4,14 +4,13 @@ Each component's scores are standardised per user (zero mean, unit variance over
 catalogue) so that scales as different as EASE's and popularity's can be added; the
 blend scores ``sum_m w_m * z_m(u)``. With ``weights=None`` the weights are chosen at
 ``fit`` time on a validation split carved from the training interactions
-(:func:`workbench.splits.validation`): components are fitted on the rest, every point
+(:func:`workbench.data.splits.validation`): components are fitted on the rest, every point
 of a grid over the weight simplex (spacing ``step``) is scored by validation nDCG@10,
 and the components are then refitted on all the training interactions.
 """
 
 from __future__ import annotations
 
-import itertools
 from dataclasses import dataclass
 
 import numpy as np
@@ -19,50 +18,32 @@ import pandas as pd
 import scipy.sparse as sp
 import torch
 
-from workbench import splits
+from workbench.data import splits
+from workbench.data.schema import USER
 from workbench.metrics import ndcg_at_k
-from workbench.models.base import Recommender, check_options, to_frame, topk_blocked
+from workbench.models.base import Recommender, to_frame, topk_blocked
+from workbench.models.config import check_options
 from workbench.models.ease import EASE
+from workbench.models.fusion import simplex_grid, standardise
 from workbench.models.ials import IALS
-from workbench.schema import USER
 
 #: cut-off of the validation metric that chooses the weights
 VALIDATION_K = 10
 
 
-def standardise(scores: torch.Tensor) -> torch.Tensor:
-    """(B, n_items) -> per-row z-scores; a constant row becomes all zeros."""
-    mean = scores.mean(1, keepdim=True)
-    std = scores.std(1, keepdim=True)
-    return (scores - mean) / torch.where(std > 0, std, torch.ones_like(std))
-
-
-def simplex_grid(n: int, step: float) -> np.ndarray:
-    """(n_points, n) weight vectors: non-negative multiples of ``step`` summing to 1."""
-    ticks = round(1 / step)
-    if not np.isclose(ticks * step, 1.0):
-        raise ValueError(f"step must divide 1 evenly, got {step}")
-    points = [c for c in itertools.product(range(ticks + 1), repeat=n) if sum(c) == ticks]
-    return np.asarray(points, dtype=np.float64) / ticks
-
-
 @dataclass(frozen=True, kw_only=True)
 class BlendConfig:
-    """``models``: the components (fitted by the blend); ``weights``: one per model, or
-    None to choose them on validation; ``step``: spacing of the weight grid; ``seed``:
-    of the validation split."""
+    """``weights``: one per component model, or None to choose them on validation;
+    ``step``: spacing of the weight grid; ``seed``: of the validation split."""
 
-    models: tuple[Recommender, ...]
     weights: tuple[float, ...] | None = None
     step: float = 0.1
     seed: int = 7
 
     def __post_init__(self) -> None:
         check_options(self, positive=("step",))
-        if len(self.models) < 1:
-            raise ValueError("BlendConfig: models must hold at least one recommender")
-        if self.weights is not None and len(self.weights) != len(self.models):
-            raise ValueError(f"BlendConfig: {len(self.weights)} weights for {len(self.models)} models")
+        if self.weights is not None:
+            object.__setattr__(self, "weights", tuple(float(w) for w in self.weights))
 
 
 class Blend(Recommender):
@@ -73,29 +54,30 @@ class Blend(Recommender):
     for EASE with ItemKNN.
     """
 
-    def __init__(
-        self,
-        *,
-        models: tuple[Recommender, ...] | None = None,
-        weights: tuple[float, ...] | None = None,
-        step: float = BlendConfig.step,
-        seed: int = BlendConfig.seed,
-    ) -> None:
-        models = tuple(models) if models is not None else (EASE(), IALS())
-        weights = tuple(float(w) for w in weights) if weights is not None else None
-        self.config = BlendConfig(models=models, weights=weights, step=step, seed=seed)
+    config_class = BlendConfig
 
-    def fit(self, interactions: pd.DataFrame) -> "Blend":
+    def __init__(self, *, models: tuple[Recommender, ...] | None = None, **options) -> None:
+        super().__init__(**options)
+        self.models = tuple(models) if models is not None else (EASE(), IALS())
+        if len(self.models) < 1:
+            raise ValueError("Blend: models must hold at least one recommender")
+        if self.config.weights is not None and len(self.config.weights) != len(self.models):
+            raise ValueError(f"Blend: {len(self.config.weights)} weights for {len(self.models)} models")
+
+    def __repr__(self) -> str:
+        return f"Blend(models={self.models!r}, {self._options_repr()})"
+
+    def fit(self, interactions: pd.DataFrame, *, progress: bool = False) -> Blend:
         """Choose weights on validation (unless given), then fit every component."""
         if self.config.weights is None:
             self.weights_, self.validation_ = self._choose_weights(interactions)
         else:
             self.weights_ = np.asarray(self.config.weights, dtype=np.float64)
-        for model in self.config.models:
-            model.fit(interactions)
+        for model in self.models:
+            model.fit(interactions, progress=progress)
         return super().fit(interactions)
 
-    def _fit(self, matrix: sp.csr_matrix) -> None:
+    def _fit(self, matrix: sp.csr_matrix, *, progress: bool = False) -> None:
         """Components are fitted on the same interactions, so their id maps are ours."""
 
     def _choose_weights(self, interactions: pd.DataFrame) -> tuple[np.ndarray, pd.DataFrame]:
@@ -103,24 +85,29 @@ class Blend(Recommender):
         fit_part, valid = splits.validation(interactions, seed=self.config.seed)
         if len(valid) == 0:
             raise ValueError("Blend: too few interactions per user to carve a validation split; pass weights=")
-        for model in self.config.models:
+        for model in self.models:
             model.fit(fit_part)
-        reference = self.config.models[0]
+        reference = self.models[0]
         users = np.unique(valid[USER].to_numpy())
         rows = reference.users.index(users)  # every validation user has fit rows (see splits)
-        cached = [standardise(m.score(rows).float().cpu()) for m in self.config.models]  # each (U, n_items)
+        cached = [standardise(m.score(rows).float().cpu()) for m in self.models]  # each (U, n_items)
         grid = simplex_grid(len(cached), self.config.step)
         ndcg = []
         for w in grid:
             blended = sum(float(wm) * z for wm, z in zip(w, cached))  # (U, n_items)
             idx, val = topk_blocked(
-                lambda pos: blended[pos], np.arange(len(rows)), VALIDATION_K,
-                n_items=blended.shape[1], exclude=reference.seen[rows],
+                lambda pos, blended=blended: blended[pos],
+                np.arange(len(rows)),
+                VALIDATION_K,
+                n_items=blended.shape[1],
+                exclude=reference.seen[rows],
             )
             ndcg.append(ndcg_at_k(to_frame(users, idx, val, reference.items), valid, VALIDATION_K))
-        table = pd.DataFrame(grid, columns=[type(m).__name__ for m in self.config.models]).assign(ndcg=ndcg)
+        table = pd.DataFrame(grid, columns=[type(m).__name__ for m in self.models]).assign(ndcg=ndcg)
         return grid[int(np.argmax(ndcg))], table
 
     def score(self, user_index: np.ndarray) -> torch.Tensor:
         """(B,) user indices -> (B, n_items) weighted sum of standardised scores (CPU)."""
-        return sum(float(w) * standardise(m.score(user_index).float().cpu()) for w, m in zip(self.weights_, self.config.models))
+        return sum(
+            float(w) * standardise(m.score(user_index).float().cpu()) for w, m in zip(self.weights_, self.models)
+        )

@@ -15,9 +15,11 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 import torch.nn.functional as F
+from tqdm.auto import tqdm
 
 from workbench.devices import resolve_device
-from workbench.models.base import Recommender, check_options
+from workbench.models.base import Recommender
+from workbench.models.config import check_options
 
 #: redraws of a negative that hit a positive before it is kept anyway (rare on sparse data)
 NEGATIVE_REDRAWS = 5
@@ -61,23 +63,9 @@ def sample_negatives(
 class BPR(Recommender):
     """Bayesian personalised ranking MF; see the module docstring."""
 
-    def __init__(
-        self,
-        *,
-        factors: int = BPRConfig.factors,
-        epochs: int = BPRConfig.epochs,
-        learning_rate: float = BPRConfig.learning_rate,
-        reg: float = BPRConfig.reg,
-        batch_size: int = BPRConfig.batch_size,
-        seed: int = BPRConfig.seed,
-        device: str = BPRConfig.device,
-    ) -> None:
-        self.config = BPRConfig(
-            factors=factors, epochs=epochs, learning_rate=learning_rate, reg=reg,
-            batch_size=batch_size, seed=seed, device=device,
-        )
+    config_class = BPRConfig
 
-    def _fit(self, matrix: sp.csr_matrix) -> None:
+    def _fit(self, matrix: sp.csr_matrix, *, progress: bool = False) -> None:
         cfg = self.config
         device = resolve_device(cfg.device)
         init = torch.Generator().manual_seed(cfg.seed)  # parameters, drawn on CPU for any device
@@ -91,7 +79,7 @@ class BPR(Recommender):
         item_emb = torch.nn.Parameter((torch.randn(n_items, cfg.factors, generator=init) * 0.1).to(device))
         item_bias = torch.nn.Parameter(torch.zeros(n_items, device=device))
         opt = torch.optim.Adam([user_emb, item_emb, item_bias], lr=cfg.learning_rate)
-        for _ in range(cfg.epochs):
+        for _ in tqdm(range(cfg.epochs), desc="BPR", disable=not progress, leave=False):
             order = torch.randperm(len(users), generator=gen, device=device)
             for batch in order.split(cfg.batch_size):
                 u, i = users[batch], items[batch]

@@ -16,7 +16,8 @@ import scipy.sparse as sp
 import torch
 
 from workbench.devices import resolve_device
-from workbench.models.base import Recommender, check_options
+from workbench.models.base import Recommender
+from workbench.models.config import check_options
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -34,10 +35,9 @@ class EASEConfig:
 class EASE(Recommender):
     """Closed-form item-item model; see the module docstring."""
 
-    def __init__(self, *, reg: float = EASEConfig.reg, device: str = EASEConfig.device) -> None:
-        self.config = EASEConfig(reg=reg, device=device)
+    config_class = EASEConfig
 
-    def _fit(self, matrix: sp.csr_matrix) -> None:
+    def _fit(self, matrix: sp.csr_matrix, *, progress: bool = False) -> None:
         device = resolve_device(self.config.device)
         gram = torch.as_tensor((matrix.T @ matrix).toarray(), dtype=torch.float32, device=device)  # (n, n)
         gram.diagonal().add_(self.config.reg)

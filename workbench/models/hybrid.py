@@ -9,8 +9,8 @@ score is carried over from their ``neighbours`` nearest warm items by text:
 routed through text, and warm items with both.
 
 ``weight=None`` chooses ``w`` on a split carved from the training interactions: a
-per-user validation split (``target="warm"``, :func:`workbench.splits.validation`) or a
-pseudo-cold item hold-out (``target="cold"``, :func:`workbench.coldstart.cold_split`),
+per-user validation split (``target="warm"``, :func:`workbench.data.splits.validation`) or a
+pseudo-cold item hold-out (``target="cold"``, :func:`workbench.data.splits.cold_split`),
 scoring a grid of weights by nDCG@k. The text model must already be trained -- for a
 clean choice, on the same carve (the same ``seed``); ``fit`` only refits the CF model
 and folds the histories into the text model (:meth:`TextRecommender.fold_in`).
@@ -25,22 +25,20 @@ import pandas as pd
 import scipy.sparse as sp
 import torch
 
-from workbench import coldstart, splits
-from workbench.models.base import Recommender, check_options
-from workbench.models.text import TextRecommender
-from workbench.schema import USER, require_columns
-
-
-def standardise(scores: torch.Tensor) -> torch.Tensor:
-    """(B, n) -> per-row z-scores; a constant row becomes all zeros."""
-    std = scores.std(1, keepdim=True)
-    return (scores - scores.mean(1, keepdim=True)) / torch.where(std > 0, std, torch.ones_like(std))
+from workbench.data import splits
+from workbench.data.schema import USER, require_columns
+from workbench.models.base import Recommender
+from workbench.models.config import check_options
+from workbench.models.fusion import simplex_grid, standardise
+from workbench.models.text.base import TextRecommender
+from workbench.models.validation import topk_metrics
 
 
 @dataclass(frozen=True, kw_only=True)
 class HybridConfig:
     """``weight``: share of the CF z-score (None: choose on validation); ``neighbours``:
-    text neighbours that carry CF scores to items CF never saw; ``step``: weight grid;
+    text neighbours that carry CF scores to items CF never saw; ``step``: spacing of the
+    weight grid (it must divide 1);
     ``target``: warm | cold, what the weight is chosen for; ``cold_fraction``: share
     of items held out when ``target="cold"``; ``k``: cut-off of the validation nDCG;
     ``seed``: of the validation carve."""
@@ -65,20 +63,18 @@ class Hybrid(Recommender):
     """CF + text score fusion; see the module docstring. After ``fit``: ``weight_`` and,
     when it was chosen, ``validation_`` (nDCG@k for every weight tried)."""
 
-    def __init__(self, *, cf: Recommender, text: TextRecommender, weight: float | None = None,
-                 neighbours: int = HybridConfig.neighbours, step: float = HybridConfig.step,
-                 target: str = HybridConfig.target, cold_fraction: float = HybridConfig.cold_fraction,
-                 k: int = HybridConfig.k, seed: int = HybridConfig.seed) -> None:
+    config_class = HybridConfig
+
+    def __init__(self, *, cf: Recommender, text: TextRecommender, **options) -> None:
         if not isinstance(text, TextRecommender):
             raise TypeError(f"text must be a text recommender (FrozenText, TwoTower), got {type(text).__name__}")
+        super().__init__(**options)
         self.cf, self.text = cf, text
-        self.config = HybridConfig(weight=weight, neighbours=neighbours, step=step, target=target,
-                                   cold_fraction=cold_fraction, k=k, seed=seed)
 
     def __repr__(self) -> str:
-        return f"Hybrid(cf={self.cf!r}, text={type(self.text).__name__}, weight={self.config.weight})"
+        return f"Hybrid(cf={self.cf!r}, text={type(self.text).__name__}, {self._options_repr()})"
 
-    def fit(self, interactions: pd.DataFrame) -> "Hybrid":
+    def fit(self, interactions: pd.DataFrame, *, progress: bool = False) -> Hybrid:
         """Choose the weight (unless given), then refit CF and fold histories into text."""
         require_columns(interactions, [USER], source="Hybrid.fit")
         self.text._check_fitted()
@@ -89,7 +85,7 @@ class Hybrid(Recommender):
         self._bind(interactions)
         return self
 
-    def _fit(self, matrix: sp.csr_matrix) -> None:
+    def _fit(self, matrix: sp.csr_matrix, *, progress: bool = False) -> None:
         raise TypeError("Hybrid fits its components: call fit(interactions)")
 
     def _bind(self, interactions: pd.DataFrame) -> None:
@@ -111,8 +107,9 @@ class Hybrid(Recommender):
         val, idx = sims.clamp(min=0).topk(m, dim=1)
         val = val / val.sum(1, keepdim=True).clamp(min=1e-12)
         rows = torch.arange(len(self.unknown_)).repeat_interleave(m)
-        return torch.sparse_coo_tensor(torch.stack([rows, idx.ravel()]), val.ravel(), sims.shape,
-                                       check_invariants=True).coalesce()
+        return torch.sparse_coo_tensor(
+            torch.stack([rows, idx.ravel()]), val.ravel(), sims.shape, check_invariants=True
+        ).coalesce()
 
     def cf_scores(self, user_index: np.ndarray) -> torch.Tensor:
         """(B,) -> (B, n_items) CF scores over the catalogue (carried over where unknown)."""
@@ -139,15 +136,15 @@ class Hybrid(Recommender):
             fit_part, valid = splits.validation(interactions, seed=cfg.seed)
             candidates = None
         else:
-            carve = coldstart.cold_split(interactions, cfg.cold_fraction, seed=cfg.seed)
+            carve = splits.cold_split(interactions, cfg.cold_fraction, seed=cfg.seed)
             fit_part, valid, candidates = carve.train, carve.test, carve.cold_items
         if len(valid) == 0:
             raise ValueError("Hybrid: the validation carve is empty; pass weight=")
         self._bind(fit_part)
-        grid = np.round(np.arange(0.0, 1.0 + 1e-9, cfg.step), 6)
+        grid = simplex_grid(2, cfg.step)[:, 0]  # the CF weight: 0, step, ..., 1
         ndcg = []
         for w in grid:
             self.weight_ = float(w)
-            ndcg.append(coldstart.evaluate(self, valid, k=cfg.k, candidates=candidates)["ndcg"])
+            ndcg.append(topk_metrics(self, valid, k=cfg.k, candidates=candidates)["ndcg"])
         table = pd.DataFrame({"cf_weight": grid, f"valid_ndcg@{cfg.k}": ndcg})
         return float(grid[int(np.argmax(ndcg))]), table

@@ -26,9 +26,11 @@ from dataclasses import dataclass
 import numpy as np
 import scipy.sparse as sp
 import torch
+from tqdm.auto import tqdm
 
 from workbench.devices import resolve_device
-from workbench.models.base import Recommender, check_options
+from workbench.models.base import Recommender
+from workbench.models.config import check_options
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -91,24 +93,9 @@ def cg_sweep(pattern: torch.Tensor, x: torch.Tensor, y: torch.Tensor, reg: float
 class IALS(Recommender):
     """Implicit ALS with conjugate gradient; see the module docstring."""
 
-    def __init__(
-        self,
-        *,
-        factors: int = IALSConfig.factors,
-        reg: float = IALSConfig.reg,
-        alpha: float = IALSConfig.alpha,
-        epochs: int = IALSConfig.epochs,
-        cg_steps: int = IALSConfig.cg_steps,
-        init_scale: float = IALSConfig.init_scale,
-        seed: int = IALSConfig.seed,
-        device: str = IALSConfig.device,
-    ) -> None:
-        self.config = IALSConfig(
-            factors=factors, reg=reg, alpha=alpha, epochs=epochs, cg_steps=cg_steps,
-            init_scale=init_scale, seed=seed, device=device,
-        )
+    config_class = IALSConfig
 
-    def _fit(self, matrix: sp.csr_matrix) -> None:
+    def _fit(self, matrix: sp.csr_matrix, *, progress: bool = False) -> None:
         cfg = self.config
         device = resolve_device(cfg.device)
         gen = torch.Generator(device="cpu").manual_seed(cfg.seed)
@@ -116,7 +103,7 @@ class IALS(Recommender):
         x = (torch.rand(n_users, cfg.factors, generator=gen) * cfg.init_scale).to(device)  # (n_users, f)
         y = (torch.rand(n_items, cfg.factors, generator=gen) * cfg.init_scale).to(device)  # (n_items, f)
         by_user, by_item = sparse_pattern(matrix, device), sparse_pattern(matrix.T.tocsr(), device)
-        for _ in range(cfg.epochs):
+        for _ in tqdm(range(cfg.epochs), desc="IALS", disable=not progress, leave=False):
             cg_sweep(by_user, x, y, cfg.reg, cfg.alpha, cfg.cg_steps)
             cg_sweep(by_item, y, x, cfg.reg, cfg.alpha, cfg.cg_steps)
         self.user_factors_, self.item_factors_ = x, y

@@ -18,7 +18,8 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 
-from workbench.models.base import Recommender, check_options
+from workbench.models.base import Recommender
+from workbench.models.config import check_options
 
 #: items per block of the similarity product
 SIMILARITY_BLOCK = 2048
@@ -65,10 +66,9 @@ def cosine_neighbours(matrix: sp.csr_matrix, k: int) -> sp.csr_matrix:
 class ItemKNN(Recommender):
     """Item-item cosine KNN; see the module docstring."""
 
-    def __init__(self, *, k: int = ItemKNNConfig.k) -> None:
-        self.config = ItemKNNConfig(k=k)
+    config_class = ItemKNNConfig
 
-    def _fit(self, matrix: sp.csr_matrix) -> None:
+    def _fit(self, matrix: sp.csr_matrix, *, progress: bool = False) -> None:
         self.neighbours_ = cosine_neighbours(matrix, self.config.k)  # (n_items, n_items), row i: i's neighbours
         self.weights_ = self.neighbours_.T.tocsr()  # column i: i's neighbours
 

@@ -1,0 +1,406 @@
+"""The real download path, against a local HTTP server serving archives built in the test.
+
+Everything goes through ``workbench.datasets.load(name, base_url=..., cache_dir=...)``
+except where a lower-level guarantee (unsafe zip paths, URL schemes) is checked directly.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import io
+import json
+import random
+import socket
+import warnings
+import zipfile
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from workbench.data import datasets, download
+from workbench.data.download import MANIFEST, DownloadError
+
+
+def publish(server, fake, *, content: bytes | None = None, sidecar: str | None = "bsd") -> bytes:
+    """Put ``<name>.zip`` (and its ``.md5`` sidecar, in GroupLens' format) on the server."""
+    data = fake.zip_bytes() if content is None else content
+    (server.root / f"{fake.name}.zip").write_bytes(data)
+    digest = hashlib.md5(data).hexdigest()
+    if sidecar == "bsd":
+        (server.root / f"{fake.name}.zip.md5").write_text(f"MD5 ({fake.name}.zip) = {digest}\n")
+    elif sidecar == "gnu":
+        (server.root / f"{fake.name}.zip.md5").write_text(f"{digest}  {fake.name}.zip\n")
+    return data
+
+
+def pin(monkeypatch, name: str, md5: str | None) -> None:
+    """Replace the pinned checksum of ``name`` for this test."""
+    monkeypatch.setitem(datasets.SPECS, name, dataclasses.replace(datasets.SPECS[name], md5=md5))
+
+
+def leftovers(cache: Path) -> list[str]:
+    """Everything in the cache folder (it should be empty or absent after a failure)."""
+    return sorted(p.name for p in cache.iterdir()) if cache.exists() else []
+
+
+def load(server, name: str, cache: Path, **kwargs):
+    return datasets.load(name, base_url=server.url, cache_dir=cache, **kwargs)
+
+
+# --------------------------------------------------------------------------- success
+
+
+@pytest.mark.parametrize("name", ["ml-100k", "ml-1m"])
+def test_pinned_checksum_download_then_cache_reuse(local_http_server, fake_movielens, tmp_path, monkeypatch, name):
+    fake = fake_movielens(name)
+    publish(local_http_server, fake, sidecar=None)
+    pin(monkeypatch, name, fake.md5)
+    cache = tmp_path / "cache"
+
+    first = load(local_http_server, name, cache)
+
+    assert local_http_server.requests == [f"/{name}.zip"]  # pinned: the sidecar is not needed
+    assert (cache / name / MANIFEST).is_file()
+    assert leftovers(cache) == [name]  # no temporary files beside it
+    manifest = json.loads((cache / name / MANIFEST).read_text())
+    assert manifest["archive_md5"] == fake.md5
+    assert set(manifest["files"]) == {f"{name}/{f}" for f in fake.files}
+
+    second = load(local_http_server, name, cache)
+
+    assert local_http_server.requests == [f"/{name}.zip"]  # no second request
+    pd.testing.assert_frame_equal(first.interactions, second.interactions)
+    pd.testing.assert_frame_equal(first.items, second.items)
+    expected = datasets.load(name, path=fake.write_folder(tmp_path / "plain"), cache_dir=tmp_path / "unused")
+    pd.testing.assert_frame_equal(first.interactions, expected.interactions)
+
+
+@pytest.mark.parametrize("name", ["ml-100k", "ml-1m", "ml-latest-small"])
+@pytest.mark.parametrize("sidecar", ["bsd", "gnu"])
+def test_published_md5_is_used_when_nothing_is_pinned(
+    local_http_server, fake_movielens, tmp_path, monkeypatch, name, sidecar
+):
+    fake = fake_movielens(name)
+    publish(local_http_server, fake, sidecar=sidecar)
+    pin(monkeypatch, name, None)
+    cache = tmp_path / "cache"
+
+    data = load(local_http_server, name, cache)
+
+    assert local_http_server.requests == [f"/{name}.zip.md5", f"/{name}.zip"]
+    assert len(data.interactions) == {"ml-100k": 12, "ml-1m": 6, "ml-latest-small": 8}[name]
+    load(local_http_server, name, cache)
+    assert len(local_http_server.requests) == 2
+
+
+def test_environment_variables_choose_cache_and_mirror(local_http_server, fake_movielens, tmp_path, monkeypatch):
+    fake = fake_movielens("ml-latest-small")
+    publish(local_http_server, fake)
+    monkeypatch.setenv("WORKBENCH_DATA_DIR", str(tmp_path / "env-cache"))
+    monkeypatch.setenv("WORKBENCH_DATA_URL", local_http_server.url + "/")
+
+    datasets.load("ml-latest-small")
+
+    assert (tmp_path / "env-cache" / "ml-latest-small" / MANIFEST).is_file()
+    assert local_http_server.count("/ml-latest-small.zip") == 1
+
+
+def test_download_ok_false_never_touches_the_network(local_http_server, tmp_path):
+    with pytest.raises(FileNotFoundError, match=r"ml-1m is not in the cache"):
+        load(local_http_server, "ml-1m", tmp_path / "cache", download_ok=False)
+    assert local_http_server.requests == []
+
+
+# --------------------------------------------------------------------------- bad archives
+
+
+def test_wrong_pinned_checksum_names_url_and_both_md5s(local_http_server, fake_movielens, tmp_path, monkeypatch):
+    fake = fake_movielens("ml-100k")
+    publish(local_http_server, fake, sidecar=None)
+    expected = "0123456789abcdef0123456789abcdef"
+    pin(monkeypatch, "ml-100k", expected)
+    cache = tmp_path / "cache"
+
+    with pytest.raises(DownloadError) as err:
+        load(local_http_server, "ml-100k", cache)
+
+    message = str(err.value)
+    assert f"{local_http_server.url}/ml-100k.zip" in message
+    assert fake.md5 in message and expected in message
+    assert leftovers(cache) == []
+
+
+def test_wrong_published_checksum_is_refused(local_http_server, fake_movielens, tmp_path, monkeypatch):
+    fake = fake_movielens("ml-latest-small")
+    publish(local_http_server, fake)
+    other = "f" * 32
+    (local_http_server.root / "ml-latest-small.zip.md5").write_text(f"MD5 (ml-latest-small.zip) = {other}\n")
+    cache = tmp_path / "cache"
+
+    with pytest.raises(DownloadError, match="checksum mismatch") as err:
+        load(local_http_server, "ml-latest-small", cache)
+
+    assert fake.md5 in str(err.value) and other in str(err.value)
+    assert leftovers(cache) == []
+
+
+def test_content_length_lie_is_a_truncated_download(local_http_server, fake_movielens, tmp_path, monkeypatch):
+    fake = fake_movielens("ml-100k")
+    publish(local_http_server, fake, sidecar=None)
+    pin(monkeypatch, "ml-100k", fake.md5)
+    local_http_server.extra_length["/ml-100k.zip"] = 1000
+    cache = tmp_path / "cache"
+
+    with pytest.raises(DownloadError, match="truncated download") as err:
+        load(local_http_server, "ml-100k", cache)
+
+    size = len(fake.zip_bytes())
+    assert f"got {size} of {size + 1000} bytes" in str(err.value)
+    assert "/ml-100k.zip" in str(err.value)
+    assert leftovers(cache) == []
+
+
+def test_zip_cut_in_half_with_honest_length_is_refused(local_http_server, fake_movielens, tmp_path, monkeypatch):
+    fake = fake_movielens("ml-100k")
+    whole = fake.zip_bytes()
+    half = publish(local_http_server, fake, content=whole[: len(whole) // 2])  # sidecar matches the half
+    pin(monkeypatch, "ml-100k", None)
+    cache = tmp_path / "cache"
+
+    with pytest.raises(DownloadError, match="not a valid zip archive, truncated or corrupt") as err:
+        load(local_http_server, "ml-100k", cache)
+
+    assert f"{local_http_server.url}/ml-100k.zip" in str(err.value)
+    assert local_http_server.count("/ml-100k.zip") == 1 and len(half) < len(whole)
+    assert leftovers(cache) == []
+
+
+def test_corrupt_compressed_member_is_a_clear_error(local_http_server, fake_movielens, tmp_path, monkeypatch):
+    """Damaged deflate data inside an intact zip (a bad mirror whose .md5 matches it)."""
+    fake = fake_movielens("ml-100k")
+    fake.files["u.data"] = (
+        b"".join(b"%d\t%d\t3\t88%07d\n" % (u, i, u * i) for u in range(1, 5) for i in range(1, 6)) * 40
+    )
+    data = bytearray(fake.zip_bytes())
+    start = data.index(b"ml-100k/u.data") + len("ml-100k/u.data")  # first member's local header
+    for j in range(start + 40, start + 80):
+        data[j] ^= 0xFF
+    publish(local_http_server, fake, content=bytes(data))
+    pin(monkeypatch, "ml-100k", None)
+    cache = tmp_path / "cache"
+
+    with pytest.raises(DownloadError, match="corrupt") as err:
+        load(local_http_server, "ml-100k", cache)
+
+    assert "/ml-100k.zip" in str(err.value)
+    assert leftovers(cache) == []
+
+
+def test_http_500_reports_the_status(local_http_server, fake_movielens, tmp_path, monkeypatch):
+    fake = fake_movielens("ml-1m")
+    publish(local_http_server, fake, sidecar=None)
+    pin(monkeypatch, "ml-1m", fake.md5)
+    local_http_server.status["/ml-1m.zip"] = 500
+    cache = tmp_path / "cache"
+
+    with pytest.raises(DownloadError, match=r"HTTP 500") as err:
+        load(local_http_server, "ml-1m", cache)
+
+    assert f"{local_http_server.url}/ml-1m.zip" in str(err.value)
+    assert leftovers(cache) == []
+
+
+def test_http_500_on_the_checksum_file(local_http_server, fake_movielens, tmp_path):
+    fake = fake_movielens("ml-latest-small")
+    publish(local_http_server, fake)
+    local_http_server.status["/ml-latest-small.zip.md5"] = 500
+
+    with pytest.raises(DownloadError, match=r"ml-latest-small\.zip\.md5: HTTP 500"):
+        load(local_http_server, "ml-latest-small", tmp_path / "cache")
+
+    assert local_http_server.count("/ml-latest-small.zip") == 0
+
+
+def test_missing_md5_when_nothing_is_pinned_downloads_nothing(local_http_server, fake_movielens, tmp_path):
+    fake = fake_movielens("ml-latest-small")
+    publish(local_http_server, fake, sidecar=None)
+    cache = tmp_path / "cache"
+
+    with pytest.raises(DownloadError, match=r"ml-latest-small\.zip\.md5: HTTP 404"):
+        load(local_http_server, "ml-latest-small", cache)
+
+    assert local_http_server.requests == ["/ml-latest-small.zip.md5"]
+    assert leftovers(cache) == []
+
+
+def test_md5_file_without_a_checksum(local_http_server, fake_movielens, tmp_path):
+    fake = fake_movielens("ml-latest-small")
+    publish(local_http_server, fake, sidecar=None)
+    (local_http_server.root / "ml-latest-small.zip.md5").write_text("<html>Not here</html>")
+
+    with pytest.raises(DownloadError, match=r"\.md5: no MD5 checksum in '<html>Not here</html>'"):
+        load(local_http_server, "ml-latest-small", tmp_path / "cache")
+
+
+def test_unreachable_server_is_a_download_error(tmp_path):
+    with socket.socket() as s:  # a port nobody listens on once this block closes it
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    with pytest.raises(DownloadError, match=r"cannot connect"):
+        datasets.load("ml-latest-small", base_url=f"http://127.0.0.1:{port}", cache_dir=tmp_path)
+
+
+def test_only_http_urls_are_downloaded(tmp_path, fake_movielens):
+    archive = fake_movielens("ml-1m").write_zip(tmp_path / "src")
+    with pytest.raises(DownloadError, match="only http"):
+        download.fetch_archive(archive.as_uri(), tmp_path / "cache" / "ml-1m", md5="0" * 32)
+    assert leftovers(tmp_path / "cache") == []
+
+
+def test_zip_with_escaping_path_is_refused(tmp_path):
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as zf:
+        zf.writestr("ml-1m/ratings.dat", "1::1::5::978300760\n")
+        zf.writestr("../evil.txt", "gotcha")
+    archive = tmp_path / "evil.zip"
+    archive.write_bytes(buf.getvalue())
+    cache = tmp_path / "cache"
+    cache.mkdir()
+
+    with pytest.raises(DownloadError, match=r"unsafe path '\.\./evil\.txt'"):
+        download.extract_zip(archive, cache / "ml-1m", source=str(archive), archive_md5=None)
+
+    assert not (tmp_path / "evil.txt").exists()
+    assert leftovers(cache) == []
+
+
+# --------------------------------------------------------------------------- the cache
+
+
+def _cached_ml100k(server, fake_movielens, tmp_path, monkeypatch):
+    fake = fake_movielens("ml-100k")
+    publish(server, fake, sidecar=None)
+    pin(monkeypatch, "ml-100k", fake.md5)
+    cache = tmp_path / "cache"
+    good = load(server, "ml-100k", cache)
+    return cache, good
+
+
+def test_edited_cached_file_is_downloaded_again(local_http_server, fake_movielens, tmp_path, monkeypatch):
+    cache, good = _cached_ml100k(local_http_server, fake_movielens, tmp_path, monkeypatch)
+    u_data = cache / "ml-100k" / "ml-100k" / "u.data"
+    u_data.write_text(u_data.read_text().replace("\t5\t", "\t1\t"))  # a silent edit
+
+    with pytest.warns(UserWarning, match=r"ignoring the cached ml-100k: .*u\.data: checksum differs"):
+        again = load(local_http_server, "ml-100k", cache)
+
+    assert local_http_server.count("/ml-100k.zip") == 2
+    pd.testing.assert_frame_equal(again.interactions, good.interactions)
+    assert download.verify_cache(cache / "ml-100k") is None
+    assert leftovers(cache) == ["ml-100k"]
+
+
+def test_deleted_cached_file_is_downloaded_again(local_http_server, fake_movielens, tmp_path, monkeypatch):
+    cache, good = _cached_ml100k(local_http_server, fake_movielens, tmp_path, monkeypatch)
+    (cache / "ml-100k" / "ml-100k" / "u.item").unlink()
+
+    with pytest.warns(UserWarning, match=r"u\.item: missing from the cache"):
+        again = load(local_http_server, "ml-100k", cache)
+
+    assert local_http_server.count("/ml-100k.zip") == 2
+    pd.testing.assert_frame_equal(again.items, good.items)
+
+
+def test_folder_without_manifest_is_not_trusted(local_http_server, fake_movielens, tmp_path, monkeypatch):
+    """A folder left by a copy that never finished has no manifest: download again."""
+    fake = fake_movielens("ml-100k")
+    publish(local_http_server, fake, sidecar=None)
+    pin(monkeypatch, "ml-100k", fake.md5)
+    cache = tmp_path / "cache"
+    partial = fake_movielens("ml-100k")
+    partial.files["u.data"] = partial.files["u.data"][:20]
+    partial.write_folder(cache / "ml-100k")
+
+    with pytest.warns(UserWarning, match="no manifest"):
+        data = load(local_http_server, "ml-100k", cache)
+
+    assert len(data.interactions) == 12
+    assert local_http_server.count("/ml-100k.zip") == 1
+
+
+# --------------------------------------------------------------------------- interruptions
+
+
+def test_connection_dropped_mid_body_leaves_nothing(local_http_server, fake_movielens, tmp_path, monkeypatch):
+    fake = fake_movielens("ml-100k")
+    publish(local_http_server, fake, sidecar=None)
+    pin(monkeypatch, "ml-100k", fake.md5)
+    local_http_server.drop_after["/ml-100k.zip"] = 300
+    cache = tmp_path / "cache"
+
+    with pytest.raises(DownloadError, match=r"truncated|interrupted") as err:
+        load(local_http_server, "ml-100k", cache)
+    assert "/ml-100k.zip" in str(err.value)
+    assert leftovers(cache) == []
+
+    del local_http_server.drop_after["/ml-100k.zip"]  # the network is back
+    data = load(local_http_server, "ml-100k", cache)
+    assert len(data.interactions) == 12
+    assert local_http_server.count("/ml-100k.zip") == 2
+
+
+def test_ctrl_c_mid_download_leaves_nothing(local_http_server, fake_movielens, tmp_path, monkeypatch):
+    fake = fake_movielens("ml-100k")
+    fake.files["README"] = random.randbytes(20_000)  # incompressible: the zip spans many chunks
+    publish(local_http_server, fake, sidecar=None)
+    pin(monkeypatch, "ml-100k", fake.md5)
+    monkeypatch.setattr(download, "CHUNK", 1024)
+    cache = tmp_path / "cache"
+    real_md5 = hashlib.md5
+    chunks = []
+
+    class InterruptOnSecondChunk:
+        """Stands in for hashlib.md5 in the download loop; Ctrl-C arrives mid-body."""
+
+        def __init__(self):
+            self._h = real_md5()
+
+        def update(self, chunk):
+            chunks.append(len(chunk))
+            if len(chunks) == 2:
+                raise KeyboardInterrupt
+            self._h.update(chunk)
+
+        def hexdigest(self):
+            return self._h.hexdigest()
+
+    monkeypatch.setattr(download.hashlib, "md5", InterruptOnSecondChunk)
+    with pytest.raises(KeyboardInterrupt):
+        load(local_http_server, "ml-100k", cache)
+    assert len(chunks) == 2
+    assert leftovers(cache) == []
+
+    monkeypatch.setattr(download.hashlib, "md5", real_md5)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        data = load(local_http_server, "ml-100k", cache)
+    assert not [w for w in caught if "cached" in str(w.message)]  # nothing stale was found
+    assert len(data.interactions) == 12
+    assert (cache / "ml-100k" / "ml-100k" / "README").read_bytes() == fake.files["README"]
+
+
+def test_leftovers_of_a_killed_run_are_not_mistaken_for_data(local_http_server, fake_movielens, tmp_path, monkeypatch):
+    fake = fake_movielens("ml-100k")
+    publish(local_http_server, fake, sidecar=None)
+    pin(monkeypatch, "ml-100k", fake.md5)
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    (cache / ".tmp-ml-100k-abc.zip.part").write_bytes(fake.zip_bytes()[:100])
+    fake.write_folder(cache / ".tmp-ml-100k-xyz")
+
+    data = load(local_http_server, "ml-100k", cache)
+
+    assert local_http_server.count("/ml-100k.zip") == 1
+    assert data.source == str(cache / "ml-100k")

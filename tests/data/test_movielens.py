@@ -1,0 +1,253 @@
+"""Exact parsing of the three GroupLens layouts (fake files built in conftest) and the real ml-100k."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+
+from workbench.data import datasets, movielens
+from workbench.data.schema import SchemaError
+
+
+def _item(items: pd.DataFrame, item_id: int) -> dict:
+    rows = items[items["item_id"] == item_id]
+    assert len(rows) == 1, f"item {item_id} appears {len(rows)} times"
+    return rows.iloc[0].to_dict()
+
+
+# --------------------------------------------------------------------------- titles and text
+
+
+@pytest.mark.parametrize(
+    ("raw", "title", "year"),
+    [
+        ("Toy Story (1995)", "Toy Story", 1995),
+        ("Toy Story (1995) ", "Toy Story", 1995),
+        ("(500) Days of Summer (2009)", "(500) Days of Summer", 2009),
+        (
+            "City of Lost Children, The (Cité des enfants perdus, La) (1995)",
+            "City of Lost Children, The (Cité des enfants perdus, La)",
+            1995,
+        ),
+        ("1984 (1984)", "1984", 1984),
+        ("Fawlty Towers (1975-1979)", "Fawlty Towers", 1975),
+        (
+            "Land Before Time III: The Time of the Great Giving (1995) (V)",
+            "Land Before Time III: The Time of the Great Giving",
+            1995,
+        ),  # ml-100k item 1412
+        ("Death Note: Desu nôto (2006–2007)", "Death Note: Desu nôto", 2006),
+        ("Black Mirror", "Black Mirror", None),
+        ("Babylon 5", "Babylon 5", None),
+        ("unknown", "unknown", None),
+    ],
+)
+def test_split_title(raw, title, year):
+    assert movielens.split_title(raw) == (title, year)
+
+
+def test_item_text_reads_as_a_sentence():
+    assert movielens.item_text("Heat", 1995, ("Action", "Crime")) == "Heat (1995). Genres: Action, Crime."
+    assert movielens.item_text("Black Mirror", pd.NA, ("(no genres listed)",)) == "Black Mirror."
+    assert movielens.item_text("unknown", None, ("unknown",)) == "unknown."
+    assert (
+        movielens.item_text("Toy Story", 1995, ("Comedy",), ["pixar", "funny"])
+        == "Toy Story (1995). Genres: Comedy. Tags: pixar, funny."
+    )
+
+
+# --------------------------------------------------------------------------- ml-100k
+
+
+def test_ml_100k_exact_values(fake_movielens, tmp_path):
+    root = fake_movielens("ml-100k").write_folder(tmp_path)
+
+    ratings, items, users = movielens.parse_ml_100k(root)
+
+    assert len(ratings) == 12
+    assert ratings.iloc[0].tolist() == [1, 1, 5, 874965758]
+    assert list(ratings.columns) == ["user_id", "item_id", "rating", "timestamp"]
+    assert items["item_id"].tolist() == [1, 2, 3, 4, 5]
+    toy = _item(items, 1)
+    assert (toy["title"], toy["year"], toy["genres"]) == ("Toy Story", 1995, ("Animation", "Children's", "Comedy"))
+    assert toy["text"] == "Toy Story (1995). Genres: Animation, Children's, Comedy."
+    assert toy["release_date"] == "01-Jan-1995"
+    cafe = _item(items, 2)
+    assert (cafe["title"], cafe["year"], cafe["genres"]) == ("Café", 1995, ("Comedy", "Romance"))
+    assert _item(items, 3)["genres"] == ("Action", "Adventure", "Romance", "Sci-Fi", "War")
+    assert _item(items, 5)["title"] == "Misérables, Les"
+    unknown = _item(items, 4)  # like the real item 267: no title year, no dates
+    assert unknown["title"] == "unknown" and pd.isna(unknown["year"]) and pd.isna(unknown["release_date"])
+    assert unknown["genres"] == ("unknown",) and unknown["text"] == "unknown."
+    assert users.columns.tolist() == ["user_id", "age", "gender", "occupation", "zip_code"]
+    assert users["zip_code"].tolist() == ["85711", "94043", "01002", "T8H1N"]  # leading zero kept
+    assert users.iloc[1][["user_id", "age", "gender", "occupation"]].tolist() == [2, 53, "F", "other"]
+
+
+def test_ml_100k_genre_names_follow_the_ids_in_u_genre(fake_movielens, tmp_path):
+    fake = fake_movielens("ml-100k")
+    lines = fake.files["u.genre"].decode("latin-1").split()
+    fake.files["u.genre"] = ("\n".join(reversed(lines)) + "\n").encode("latin-1")  # same ids, other line order
+
+    _, items, _ = movielens.parse_ml_100k(fake.write_folder(tmp_path))
+
+    assert _item(items, 1)["genres"] == ("Animation", "Children's", "Comedy")
+
+
+def test_ml_100k_utf8_would_be_mojibake(fake_movielens, tmp_path):
+    """u.item really is latin-1: the same title stored as UTF-8 must not read back as 'Café'."""
+    fake = fake_movielens("ml-100k")
+    fake.files["u.item"] = fake.files["u.item"].decode("latin-1").encode("utf-8")
+
+    _, items, _ = movielens.parse_ml_100k(fake.write_folder(tmp_path))
+
+    assert _item(items, 2)["title"] == "CafÃ©"
+
+
+def test_ml_100k_wrong_genre_count_names_the_file(fake_movielens, tmp_path):
+    fake = fake_movielens("ml-100k")
+    fake.files["u.item"] = b"\n".join(line.rsplit(b"|", 1)[0] for line in fake.files["u.item"].splitlines()) + b"\n"
+    root = fake.write_folder(tmp_path)
+
+    with pytest.raises(SchemaError, match=r"u\.item: expected 24 columns, found 23"):
+        movielens.parse_ml_100k(root)
+
+
+def test_missing_file_is_named(fake_movielens, tmp_path):
+    root = fake_movielens("ml-100k").write_folder(tmp_path)
+    (root / "u.user").unlink()
+    with pytest.raises(FileNotFoundError, match=r"u\.user: file not found"):
+        movielens.parse_ml_100k(root)
+
+
+# --------------------------------------------------------------------------- ml-1m
+
+
+def test_ml_1m_exact_values(fake_movielens, tmp_path):
+    root = fake_movielens("ml-1m").write_folder(tmp_path)
+
+    ratings, items, users = movielens.parse_ml_1m(root)
+
+    assert ratings.values.tolist() == [
+        [1, 1, 5, 978300760],
+        [1, 2, 3, 978302109],
+        [2, 1, 4, 978298413],
+        [2, 3, 1, 978299000],
+        [3, 2, 2, 978220179],
+        [3, 3, 5, 978199279],
+    ]
+    city = _item(items, 2)
+    assert city["title"] == "Cité des enfants perdus, La (City of Lost Children, The)"
+    assert (city["year"], city["genres"]) == (1995, ("Adventure", "Sci-Fi"))
+    trek = _item(items, 3)  # a single colon is not the '::' separator
+    assert (trek["title"], trek["year"]) == ("Star Trek: Generations", 1994)
+    assert trek["text"] == "Star Trek: Generations (1994). Genres: Action, Adventure, Sci-Fi."
+    assert users.columns.tolist() == ["user_id", "gender", "age", "occupation", "zip_code"]
+    assert users.iloc[0].tolist() == [1, "F", 1, 10, "48067"]
+    assert users["zip_code"].iloc[2] == "02460"
+
+
+def test_ml_1m_bad_separator_names_the_file(fake_movielens, tmp_path):
+    fake = fake_movielens("ml-1m")
+    fake.files["ratings.dat"] = fake.files["ratings.dat"].replace(b"::", b",")
+    with pytest.raises(SchemaError, match=r"ratings\.dat: expected 4 columns, found 1"):
+        movielens.parse_ml_1m(fake.write_folder(tmp_path))
+
+
+# --------------------------------------------------------------------------- ml-latest-small
+
+
+def test_ml_latest_small_exact_values(fake_movielens, tmp_path):
+    root = fake_movielens("ml-latest-small").write_folder(tmp_path)
+
+    ratings, items, users = movielens.parse_ml_latest_small(root)
+
+    assert users is None
+    assert ratings["rating"].tolist() == [4.0, 3.5, 0.5, 5.0, 4.5, 2.5, 1.0, 4.5]
+    assert ratings[["user_id", "item_id"]].iloc[-1].tolist() == [3, 4973]
+    president = _item(items, 11)  # quoted title with a comma
+    assert (president["title"], president["year"]) == ("American President, The", 1995)
+    assert president["genres"] == ("Comedy", "Drama", "Romance")
+    assert (
+        president["text"] == "American President, The (1995). Genres: Comedy, Drama, Romance. Tags: politics, romance."
+    )
+    amelie = _item(items, 4973)
+    assert (amelie["title"], amelie["year"]) == ("Amélie (Fabuleux destin d'Amélie Poulain, Le)", 2001)
+    death_note = _item(items, 171749)
+    assert (death_note["title"], death_note["year"]) == ("Death Note: Desu nôto", 2006)
+    assert death_note["genres"] == ("(no genres listed)",)
+    assert death_note["text"] == "Death Note: Desu nôto (2006)."
+    mirror = _item(items, 176601)
+    assert mirror["title"] == "Black Mirror" and pd.isna(mirror["year"]) and mirror["text"] == "Black Mirror."
+    # tags: trimmed, lower-cased, most frequent first ("funny" twice, "pixar" once)
+    assert _item(items, 1)["text"] == (
+        "Toy Story (1995). Genres: Adventure, Animation, Children, Comedy, Fantasy. Tags: funny, pixar."
+    )
+
+
+def test_ml_latest_small_without_tags_file(fake_movielens, tmp_path):
+    fake = fake_movielens("ml-latest-small")
+    del fake.files["tags.csv"]
+
+    _, items, _ = movielens.parse_ml_latest_small(fake.write_folder(tmp_path))
+
+    assert "Tags:" not in " ".join(items["text"])
+
+
+def test_ml_latest_small_missing_column_names_the_file(fake_movielens, tmp_path):
+    fake = fake_movielens("ml-latest-small")
+    fake.files["movies.csv"] = fake.files["movies.csv"].replace(b"movieId,title,genres", b"movieId,name,genres", 1)
+    with pytest.raises(SchemaError, match=r"movies\.csv: missing column\(s\) \['title'\]"):
+        movielens.parse_ml_latest_small(fake.write_folder(tmp_path))
+
+
+# --------------------------------------------------------------------------- canonical schema via load
+
+
+@pytest.mark.parametrize("name", ["ml-100k", "ml-1m", "ml-latest-small"])
+def test_load_returns_the_canonical_schema(fake_movielens, tmp_path, name):
+    data = datasets.load(name, path=fake_movielens(name).write_folder(tmp_path), cache_dir=tmp_path / "cache")
+
+    assert data.interactions.dtypes.astype(str).to_dict() == {
+        "user_id": "int64",
+        "item_id": "int64",
+        "rating": "float64",
+        "timestamp": "int64",
+    }
+    items = data.items
+    assert items.columns[:5].tolist() == ["item_id", "title", "year", "genres", "text"]
+    assert items["item_id"].dtype == "int64" and str(items["year"].dtype) == "Int64"
+    assert pd.api.types.is_string_dtype(items["title"]) and pd.api.types.is_string_dtype(items["text"])
+    assert all(isinstance(g, tuple) and all(isinstance(x, str) for x in g) for g in items["genres"])
+    assert items["item_id"].is_unique
+    assert (data.users is None) == (name == "ml-latest-small")
+    if data.users is not None:
+        assert data.users["user_id"].dtype == "int64"
+        assert set(data.interactions["user_id"]) <= set(data.users["user_id"])
+    assert not (tmp_path / "cache").exists()  # a local folder is read in place
+
+
+# --------------------------------------------------------------------------- the real ml-100k
+
+
+@pytest.mark.slow
+def test_real_ml_100k(shared_ml100k, tmp_path):
+    data = datasets.load("ml-100k", path=shared_ml100k, cache_dir=tmp_path / "cache")
+
+    inter, items = data.interactions, data.items
+    assert (inter["user_id"].nunique(), inter["item_id"].nunique(), len(inter)) == (943, 1682, 100000)
+    assert len(items) == 1682 and len(data.users) == 943
+    assert sorted(inter["rating"].unique()) == [1.0, 2.0, 3.0, 4.0, 5.0]
+    assert not inter.duplicated(["user_id", "item_id"]).any()
+    assert inter.groupby("user_id").size().min() == 20  # GroupLens kept users with >= 20 ratings
+    toy, star_wars = _item(items, 1), _item(items, 50)
+    assert (toy["title"], toy["year"]) == ("Toy Story", 1995)
+    assert toy["genres"] == ("Animation", "Children's", "Comedy")
+    assert (star_wars["title"], star_wars["year"]) == ("Star Wars", 1977)
+    assert star_wars["genres"] == ("Action", "Adventure", "Romance", "Sci-Fi", "War")
+    assert (_item(items, 543)["title"], _item(items, 543)["year"]) == ("Misérables, Les", 1995)  # latin-1
+    assert _item(items, 1412)["year"] == 1995  # "... (1995) (V)": a direct-to-video release
+    assert items.loc[items["year"].isna(), "item_id"].tolist() == [267]  # the one "unknown" entry
+    summary = data.summary()
+    assert (summary["first_interaction"], summary["last_interaction"]) == ("1997-09-20", "1998-04-22")
+    assert summary["density"] == pytest.approx(100000 / (943 * 1682))

@@ -1,0 +1,145 @@
+"""Sweeps: grid execution in parallel processes, resumability, failures kept, bad input refused."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import nbformat
+import pytest
+
+from workbench.cli import main
+from workbench.runs import store, sweeps
+
+BODY = """
+from workbench import runs
+p = runs.start(parameters=globals())
+if p.x == 3:
+    raise RuntimeError("x == 3 is not allowed")
+runs.record("x_squared", p.x ** 2)
+runs.record("label_len", len(p.label))
+"""
+
+
+@pytest.fixture
+def notebook(tmp_path):
+    nb = nbformat.v4.new_notebook(
+        cells=[
+            nbformat.v4.new_code_cell(
+                "x = 1  # an integer\nlabel = 'a'  # a string\nrate = 0.5  # a float", metadata={"tags": ["parameters"]}
+            ),
+            nbformat.v4.new_code_cell(BODY),
+        ]
+    )
+    nb.metadata = {"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}}
+    path = tmp_path / "09_demo.ipynb"
+    nbformat.write(nb, path)
+    return path
+
+
+def test_sweep_runs_grid_in_parallel_records_failures_and_resumes(notebook, tmp_path):
+    runs_dir = tmp_path / "runs"
+    grid = {"x": [1, 2, 3], "label": ["ab"]}
+    frame = sweeps.sweep(notebook, grid, jobs=2, runs_dir=runs_dir)
+    assert len(frame) == 3
+    by_x = frame.set_index("param.x")
+    assert by_x.loc[1, "status"] == "ok" and by_x.loc[2, "x_squared"] == 4
+    assert by_x.loc[3, "status"] == "failed"
+    assert (by_x["label_len"].dropna() == 2).all()
+    folder = runs_dir / sweeps.sweep_id(notebook, grid)
+    ok_side = folder / f"{sweeps.point_name(notebook, {'x': 1, 'label': 'ab'})}.json"
+    stamp = ok_side.stat().st_mtime_ns
+    failed_name = sweeps.point_name(notebook, {"x": 3, "label": "ab"})
+    error = json.loads((folder / f"{failed_name}.json").read_text())["error"]
+    assert error["ename"] == "RuntimeError" and "not allowed" in error["evalue"]
+
+    again = sweeps.sweep(notebook, grid, jobs=1, runs_dir=runs_dir)  # resume
+    assert ok_side.stat().st_mtime_ns == stamp  # finished points are not re-run
+    assert len(again) == 3
+    assert (folder / "attempts" / f"{failed_name}.1.json").exists()  # the earlier failure is kept
+
+
+def test_interrupted_point_is_set_aside_and_rerun(notebook, tmp_path):
+    runs_dir = tmp_path / "runs"
+    grid = {"x": [2]}
+    folder = runs_dir / sweeps.sweep_id(notebook, grid)
+    folder.mkdir(parents=True)
+    (folder / "sweep.json").write_text(
+        json.dumps({"format_version": sweeps.FORMAT_VERSION, "notebook": notebook.name, "grid": grid})
+    )
+    name = sweeps.point_name(notebook, {"x": 2})
+    (folder / f"{name}.ipynb").write_text("{half a notebook")  # killed mid-run: no sidecar
+    frame = sweeps.sweep(notebook, grid, runs_dir=runs_dir)
+    assert frame["status"].tolist() == ["ok"]
+    assert (folder / "attempts" / f"{name}.1.ipynb").read_text() == "{half a notebook"
+
+
+def test_bad_grids_fail_before_running(notebook, tmp_path):
+    runs_dir = tmp_path / "runs"
+    with pytest.raises(sweeps.SweepError, match=r"declares no parameter\(s\) \['y'\].*\['label', 'rate', 'x'\]"):
+        sweeps.sweep(notebook, {"y": [1]}, runs_dir=runs_dir)
+    with pytest.raises(sweeps.SweepError, match="expects int"):
+        sweeps.sweep(notebook, {"x": ["one"]}, runs_dir=runs_dir)
+    with pytest.raises(sweeps.SweepError, match="expects str"):
+        sweeps.sweep(notebook, {"label": [1]}, runs_dir=runs_dir)
+    with pytest.raises(sweeps.SweepError, match="empty grid"):
+        sweeps.sweep(notebook, {}, runs_dir=runs_dir)
+    with pytest.raises(sweeps.SweepError, match="empty grid"):
+        sweeps.sweep(notebook, {"x": []}, runs_dir=runs_dir)
+    assert not runs_dir.exists()
+    sweeps.check_grid(notebook, {"rate": [1, 0.25]})  # an int where a float is declared is fine
+
+
+def test_folder_from_an_older_version_is_refused_untouched(notebook, tmp_path):
+    runs_dir = tmp_path / "runs"
+    grid = {"x": [1]}
+    folder = runs_dir / sweeps.sweep_id(notebook, grid)
+    folder.mkdir(parents=True)
+    old = json.dumps({"format_version": 0, "notebook": notebook.name, "grid": grid})
+    (folder / "sweep.json").write_text(old)
+    with pytest.raises(sweeps.SweepError, match="format 0"):
+        sweeps.sweep(notebook, grid, runs_dir=runs_dir)
+    assert (folder / "sweep.json").read_text() == old and os.listdir(folder) == ["sweep.json"]
+
+
+def test_store_rebuild_matches_incremental_store(notebook, tmp_path):
+    runs_dir = tmp_path / "runs"
+    sweeps.sweep(notebook, {"x": [1, 2]}, runs_dir=runs_dir)
+    before = store.frame(runs_dir / store.DB_NAME).sort_values("path").reset_index(drop=True)
+    (runs_dir / store.DB_NAME).unlink()
+    store.rebuild(runs_dir)
+    after = store.frame(runs_dir / store.DB_NAME).sort_values("path").reset_index(drop=True)
+    assert before[["path", "status", "param.x", "x_squared"]].equals(after[["path", "status", "param.x", "x_squared"]])
+
+
+def test_cli_sweep(notebook, tmp_path, capsys):
+    code = main(["sweep", str(notebook), "-p", "x", "1", "2", "-p", "label", "zz", "--runs-dir", str(tmp_path / "r")])
+    assert code == 0
+    out = capsys.readouterr().out
+    assert "2 ok, 0 failed" in out
+    assert main(["sweep", str(notebook), "-p", "x", "--runs-dir", str(tmp_path / "r")]) == 2
+    assert "no values" in capsys.readouterr().err
+
+
+def test_aggregate_and_pareto_points_from_a_store_frame():
+    import pandas as pd
+
+    from workbench.evaluation.search import pareto_front
+
+    frame = pd.DataFrame(
+        {
+            "status": ["ok", "ok", "ok", "failed"],
+            "param.reg": [1.0, 1.0, 2.0, 2.0],
+            "ndcg@10/EASE": [0.4, 0.5, 0.6, None],
+            "fit_seconds/EASE": [1.0, 3.0, 2.0, None],
+        }
+    )
+    agg = sweeps.aggregate(frame, "param.reg", "ndcg@10/EASE").set_index("param.reg")
+    assert agg.loc[1.0, "ndcg@10/EASE"] == pytest.approx(0.45) and agg.loc[2.0, "runs"] == 1
+    with pytest.raises(KeyError, match="no result named"):
+        sweeps.aggregate(frame, "param.reg", "ndcg@10/Nope")
+    pts = sweeps.pareto_points(frame, ["EASE", "Nope"])
+    assert pts["label"].tolist() == ["EASE"] and pts["seconds"].item() == pytest.approx(2.0)
+    points = pd.DataFrame({"label": list("abcd"), "seconds": [1, 2, 3, 4], "quality": [0.1, 0.3, 0.2, 0.5]})
+    front = points[pareto_front(points, cost="seconds", quality="quality")]
+    assert front["label"].tolist() == ["a", "b", "d"]  # c is slower and worse than b

@@ -1,0 +1,15 @@
+"""Real-time serving: a fitted model behind a micro-batcher, a cache and an HTTP app,
+and the load generators that measure it.
+
+- :mod:`.adapters` -- a fitted model as a servable: batched top-k, online updates, cold start;
+- :mod:`.batcher` -- the asyncio dynamic micro-batcher (with a priority lane);
+- :mod:`.cache` -- the top-k answer cache;
+- :mod:`.service` -- the serving core: validation, cache, batcher, counters;
+- :mod:`.app` -- the FastAPI app over the core (admission control, metrics), and a
+  server thread;
+- :mod:`.load` -- closed- and open-loop load generators, in-process or over HTTP;
+- :mod:`.scenarios` -- notebook 06's experiments built from them.
+
+Serving may import models, metrics, data and devices; it is independent of evaluation
+and speed. A new serving policy goes into :mod:`.service` (or the batcher it drives).
+"""
