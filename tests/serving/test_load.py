@@ -308,6 +308,37 @@ def test_a_cancelled_load_leaves_no_clients_behind():
     assert run(main()) == set()
 
 
+def test_a_cancelled_load_stops_even_a_client_whose_cancellation_was_swallowed():
+    """On Python < 3.12, ``asyncio.wait_for`` (the batcher's deadline) can swallow a
+    cancellation that meets a finishing request; such a caller returns normally. The load
+    must stop at once anyway, not run on until its duration (this hung notebook 06 once)."""
+    swallowed = []
+
+    async def swallowing(user, k):
+        if swallowed:  # after the cancellation: quick answers, as a busy service gives
+            await asyncio.sleep(0.01)
+            return "ok"
+        try:
+            await asyncio.sleep(3600)  # every client waits here when the load is cancelled
+        except asyncio.CancelledError:
+            swallowed.append(user)
+            return "ok"  # what wait_for does when the answer and the cancellation race
+        return "ok"
+
+    async def main():
+        load = asyncio.ensure_future(
+            run_load(swallowing, [1], LoadSpec(mode="closed", level=4, requests=10**9, duration_s=3), drain_s=1)
+        )
+        await asyncio.sleep(0.05)
+        load.cancel()
+        started = time.perf_counter()
+        await asyncio.gather(load, return_exceptions=True)
+        return time.perf_counter() - started
+
+    assert run(main()) < 1.0  # without the stop flag: ~3 s, the clients sending until the duration ends
+    assert len(swallowed) == 4
+
+
 def test_load_runs_freeze_the_gc_once_and_restore_it():
     import gc
 

@@ -228,10 +228,11 @@ async def _closed_loop(call: Caller, users: Sequence[int], spec: LoadSpec, drain
     tally, started = _Tally(), time.perf_counter()
     deadline = started + spec.duration_s
     in_flight = 0  # counted by the clients, so lost requests are known exactly
+    stopped = False
 
     async def client() -> None:
         nonlocal in_flight
-        while tally.sent < requests and time.perf_counter() < deadline:
+        while not stopped and tally.sent < requests and time.perf_counter() < deadline:
             user = int(picks[tally.sent % len(picks)])
             tally.sent += 1
             in_flight += 1
@@ -243,6 +244,10 @@ async def _closed_loop(call: Caller, users: Sequence[int], spec: LoadSpec, drain
     try:
         await asyncio.wait(tasks, timeout=spec.duration_s + drain_s)
     finally:  # also when this coroutine is cancelled: no client outlives it
+        # The flag, not only the cancellation, ends the clients: on Python < 3.12 a
+        # cancellation that meets a request finishing inside asyncio.wait_for (the
+        # batcher's deadline) is swallowed, and that client would go on sending.
+        stopped = True
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
