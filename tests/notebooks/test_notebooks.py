@@ -16,7 +16,7 @@ import pytest
 
 from workbench import runs
 from workbench.runs.executor import execute, notebooks
-from workbench.runs.recording import REPO_ROOT
+from workbench.runs.records import REPO_ROOT
 
 NOTEBOOKS = notebooks()
 IDS = [p.stem for p in NOTEBOOKS]

@@ -9,7 +9,7 @@ from __future__ import annotations
 import pytest
 
 from workbench.runs.executor import execute
-from workbench.runs.recording import REPO_ROOT
+from workbench.runs.records import REPO_ROOT
 
 SHARED_ML100K = REPO_ROOT.parent / "shared" / "data" / "ml-100k"
 NOTEBOOK = REPO_ROOT / "notebooks" / "04_sequential.ipynb"

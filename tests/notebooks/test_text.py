@@ -12,7 +12,7 @@ import papermill as pm
 import pytest
 
 from workbench.runs.executor import execute
-from workbench.runs.recording import REPO_ROOT
+from workbench.runs.records import REPO_ROOT
 
 NOTEBOOK = REPO_ROOT / "notebooks" / "03_bert_finetuning.ipynb"
 SHARED_ML100K = REPO_ROOT.parent / "shared" / "data" / "ml-100k"

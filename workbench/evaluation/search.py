@@ -1,5 +1,6 @@
-"""Choosing among settings: every combination of a grid, grid search on a validation
-split, the best options of a search, and the quality-cost Pareto front.
+"""Choosing among settings: grid search on a validation split (over
+:func:`~workbench.evaluation.grid.parameter_grid`), the best options of a search, and the
+quality-cost Pareto front.
 
 Grid search is meant for a validation split carved from training data
 (:func:`workbench.data.splits.validation`); nothing here looks at a test split unless
@@ -8,22 +9,15 @@ you pass it in.
 
 from __future__ import annotations
 
-import itertools
 from collections.abc import Callable, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
+from workbench.evaluation.grid import parameter_grid
 from workbench.evaluation.topk import fit_and_score
 from workbench.models.base import Recommender
-
-
-def parameter_grid(options: Mapping[str, Sequence]) -> list[dict]:
-    """Every combination of ``options`` (name -> values), as a list of dicts, the last
-    name varying fastest."""
-    names = list(options)
-    return [dict(zip(names, values)) for values in itertools.product(*(options[n] for n in names))]
 
 
 def grid_search(

@@ -8,12 +8,25 @@ store and parameter sweeps.
 - :mod:`.store` -- every run in one SQLite file, rebuilt from the JSON records at will;
 - :mod:`.sweeps` -- a grid of runs, parallel and resumable.
 
-The top of the library below the CLI: runs may import every layer under it (sweeps use
-the evaluation grid), and nothing but the CLI imports runs. What a notebook needs is
-re-exported here: ``runs.start``, ``runs.record``, ``runs.record_figure``, ``runs.read``.
+The top of the library below the CLI: runs may import every layer under it, and nothing
+but the CLI imports runs. What a notebook needs is available here: ``runs.start``,
+``runs.record``, ``runs.record_figure``, ``runs.read``. The recording functions (which
+load torch, for the device and threads they record) are imported on first use, so that
+the executor, the store and a sweep's worker processes do not load torch.
 """
 
-from workbench.runs.recording import record, record_figure, smoke_enabled, start
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
 from workbench.runs.records import RunRecord, read, read_run
 
-__all__ = ["RunRecord", "read", "read_run", "record", "record_figure", "smoke_enabled", "start"]
+_RECORDING = ("record", "record_figure", "smoke_enabled", "start")
+__all__ = ["RunRecord", "read", "read_run", *_RECORDING]
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _RECORDING:
+        raise AttributeError(f"module 'workbench.runs' has no attribute {name!r}")
+    return getattr(importlib.import_module("workbench.runs.recording"), name)

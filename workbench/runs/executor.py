@@ -19,8 +19,7 @@ import papermill as pm
 from papermill.exceptions import PapermillExecutionError
 
 from workbench.runs import store
-from workbench.runs.recording import REPO_ROOT, SMOKE_ENV
-from workbench.runs.records import RunRecord, read_notebook, write_sidecar
+from workbench.runs.records import REPO_ROOT, SMOKE_ENV, RunRecord, read_notebook, write_sidecar
 from workbench.runs.report import write_report
 
 

@@ -40,12 +40,9 @@ import torch
 from IPython.display import display
 
 from workbench.devices import resolve_device
-from workbench.runs.records import MIME, encode
+from workbench.runs.records import MIME, REPO_ROOT, SMOKE_ENV, encode
 
-SMOKE_ENV = "WORKBENCH_SMOKE"
 PACKAGES = ("workbench", "torch", "transformers", "numpy", "scipy", "pandas", "papermill")
-#: the checkout the package runs from (its git commit is recorded)
-REPO_ROOT = Path(__file__).resolve().parents[2]
 #: IPython's own names in a kernel's globals, never parameters
 _KERNEL_NAMES = {"In", "Out", "exit", "quit", "get_ipython", "open"}
 

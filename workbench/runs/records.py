@@ -17,11 +17,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import nbformat
 import numpy as np
 import pandas as pd
 
 MIME = "application/vnd.workbench.record+json"
+#: the offline switch: with it set, notebooks apply their smoke overrides
+SMOKE_ENV = "WORKBENCH_SMOKE"
+#: the checkout the package runs from (its notebooks; its git commit is recorded)
+REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
 def encode(value: Any) -> Any:
@@ -77,6 +80,8 @@ class RunRecord:
 
 def read_notebook(path: str | Path) -> RunRecord:
     """Parse an executed notebook's outputs into a :class:`RunRecord`."""
+    import nbformat  # deferred: 1.4 s of jsonschema set-up that a notebook kernel never needs
+
     path = Path(path)
     nb = nbformat.read(path, as_version=4)
     rec = RunRecord(notebook=path.stem)

@@ -22,7 +22,7 @@ import pandas as pd
 import papermill as pm
 from tqdm.auto import tqdm
 
-from workbench.evaluation.search import parameter_grid
+from workbench.evaluation.grid import parameter_grid
 from workbench.runs import store
 from workbench.runs.executor import execute
 from workbench.runs.records import atomic_write, slug
