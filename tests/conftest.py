@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 
 try:
@@ -150,26 +151,10 @@ def local_http_server(tmp_path_factory):
 # --------------------------------------------------------------------------- fake MovieLens
 
 ML100K_GENRES = (
-    "unknown",
-    "Action",
-    "Adventure",
-    "Animation",
-    "Children's",
-    "Comedy",
-    "Crime",
-    "Documentary",
-    "Drama",
-    "Fantasy",
-    "Film-Noir",
-    "Horror",
-    "Musical",
-    "Mystery",
-    "Romance",
-    "Sci-Fi",
-    "Thriller",
-    "War",
-    "Western",
-)
+    "unknown", "Action", "Adventure", "Animation", "Children's", "Comedy", "Crime", "Documentary",
+    "Drama", "Fantasy", "Film-Noir", "Horror", "Musical", "Mystery", "Romance", "Sci-Fi",
+    "Thriller", "War", "Western",
+)  # fmt: skip
 
 
 def _flags(*names: str) -> str:
@@ -348,3 +333,24 @@ def save_random_encoder(folder: Path, *, hidden_size: int = 32, layers: int = 2,
 def tiny_encoder_path(tmp_path_factory) -> Path:
     """A 2-layer, 32-wide random BERT checkpoint folder (see :func:`save_random_encoder`)."""
     return save_random_encoder(tmp_path_factory.mktemp("tiny-bert"), hidden_size=32, layers=2, heads=2)
+
+
+# --------------------------------------------------------------------------- a sequence log
+
+
+@pytest.fixture
+def sequence_log():
+    """Nine interactions in shuffled input order. User 1: 10 -> 11 -> 12 -> 13 (12 and 13
+    tie in time: input order decides); user 2: 20 -> 21 -> 22; user 3 has 2 rows only."""
+    rows = [
+        (1, 11, 5, 200),
+        (2, 21, 4, 20),
+        (1, 10, 4, 100),
+        (1, 12, 3, 300),
+        (1, 13, 3, 300),
+        (2, 20, 4, 10),
+        (2, 22, 1, 30),
+        (3, 30, 5, 1),
+        (3, 31, 5, 2),
+    ]
+    return pd.DataFrame(rows, columns=["user_id", "item_id", "rating", "timestamp"])

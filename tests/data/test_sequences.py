@@ -15,22 +15,9 @@ def frame(rows) -> pd.DataFrame:
 
 
 @pytest.fixture
-def log() -> pd.DataFrame:
-    # user 1: 10 -> 11 -> 12 -> 13 (12 and 13 tie in time: input order decides)
-    # user 2: 20 -> 21 -> 22; user 3 has 2 rows only
-    return frame(
-        [
-            (1, 11, 5, 200),
-            (2, 21, 4, 20),
-            (1, 10, 4, 100),
-            (1, 12, 3, 300),
-            (1, 13, 3, 300),
-            (2, 20, 4, 10),
-            (2, 22, 1, 30),
-            (3, 30, 5, 1),
-            (3, 31, 5, 2),
-        ]
-    )
+def log(sequence_log) -> pd.DataFrame:
+    """Three users' time-ordered items (tests/conftest.py)."""
+    return sequence_log
 
 
 def test_histories_are_time_ordered_with_ties_in_input_order(log):

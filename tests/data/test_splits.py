@@ -241,21 +241,9 @@ def test_binarize_keeps_ratings_at_or_above_the_threshold():
 
 
 @pytest.fixture
-def log() -> pd.DataFrame:
-    # user 1: 10 -> 11 -> 12 -> 13 (12 and 13 tie in time: input order decides)
-    # user 2: 20 -> 21 -> 22; user 3 has 2 rows only
-    rows = [
-        (1, 11, 5, 200),
-        (2, 21, 4, 20),
-        (1, 10, 4, 100),
-        (1, 12, 3, 300),
-        (1, 13, 3, 300),
-        (2, 20, 4, 10),
-        (2, 22, 1, 30),
-        (3, 30, 5, 1),
-        (3, 31, 5, 2),
-    ]
-    return pd.DataFrame(rows, columns=["user_id", "item_id", "rating", "timestamp"])
+def log(sequence_log) -> pd.DataFrame:
+    """Three users' time-ordered items (tests/conftest.py)."""
+    return sequence_log
 
 
 def test_leave_one_out_holds_out_the_last_two_like_leave_last_out(log):

@@ -6,44 +6,18 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
-import torch
 
-from workbench.data.matrix import IndexMap, UnknownIdError, interaction_matrix
+from workbench.data.matrix import UnknownIdError
 from workbench.data.schema import ITEM, RANK, SCORE, USER
 from workbench.models import EASE
-from workbench.models.base import Recommender
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
-class Fixed(Recommender):
-    """Scores given up front: ``scores[u][i]`` by id (a known-answer stub)."""
-
-    def __init__(self, scores: dict[int, dict[int, float]], items: list[int]):
-        self.table = scores
-        self.catalogue = items
-
-    def fit(self, interactions):
-        self.users = IndexMap.from_ids(list(self.table), kind="user")
-        self.items = IndexMap.from_ids(self.catalogue, kind="item")
-        self.seen = interaction_matrix(interactions, self.users, self.items)
-        return self
-
-    def _fit(self, matrix, *, progress=False):
-        pass
-
-    def score(self, user_index):
-        out = torch.zeros(len(user_index), len(self.items))
-        for row, u in enumerate(self.users.ids(user_index)):
-            for item, s in self.table[int(u)].items():
-                out[row, self.items.index([item])[0]] = s
-        return out
-
-
 @pytest.fixture
-def model() -> Fixed:
-    train = pd.DataFrame({USER: [1, 2], ITEM: [10, 11]})
-    return Fixed({1: {10: 9.0, 12: 1.0, 13: 3.0, 14: 2.0}, 2: {12: 5.0, 13: 1.0}}, [10, 11, 12, 13, 14]).fit(train)
+def model(fixed_model):
+    """The known-answer stub of tests/models/conftest.py."""
+    return fixed_model
 
 
 def by_user(recs: pd.DataFrame) -> dict[int, list[int]]:

@@ -9,10 +9,8 @@ import inspect
 
 import pytest
 
-from workbench.data import datasets
-from workbench.models import EASE, MODELS, FrozenText, Popularity
+from workbench.models import MODELS
 from workbench.models.config import make_config, option_names
-from workbench.models.text.encoder import load_encoder
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -42,34 +40,6 @@ OWN_ARGUMENTS = {
 NAMES = sorted(MODELS)
 
 
-@pytest.fixture(scope="module")
-def data():
-    return datasets.load("synthetic", size="tiny", seed=0)
-
-
-@pytest.fixture(scope="module")
-def encoder(tiny_encoder_path):
-    return load_encoder(tiny_encoder_path, device="cpu")
-
-
-@pytest.fixture
-def needs(data, encoder):
-    """name -> a fresh dict of the model's constructor dependencies."""
-
-    def make(name: str) -> dict:
-        if name == "GenrePopularity":
-            return {"items": data.items}
-        if name in ("FrozenText", "TwoTower"):
-            return {"items": data.items, "encoder": encoder}
-        if name == "Blend":
-            return {"models": (EASE(device="cpu"), Popularity())}
-        if name == "Hybrid":
-            return {"cf": EASE(device="cpu"), "text": FrozenText(data.items, encoder=encoder)}
-        return {}
-
-    return make
-
-
 def test_the_tables_here_cover_every_registered_model():
     assert set(OPTIONS) == set(MODELS)
     assert set(OWN_ARGUMENTS) <= set(MODELS)
@@ -78,16 +48,16 @@ def test_the_tables_here_cover_every_registered_model():
 
 
 @pytest.mark.parametrize("name", NAMES)
-def test_keywords_and_a_config_object_give_equal_configs(name, needs):
+def test_keywords_and_a_config_object_give_equal_configs(name, dependencies):
     cls = MODELS[name]
     options = OPTIONS[name]
-    by_keywords = cls(**needs(name), **options)
-    by_config = cls(**needs(name), config=cls.config_class(**options))
+    by_keywords = cls(**dependencies(name), **options)
+    by_config = cls(**dependencies(name), config=cls.config_class(**options))
     assert by_keywords.config == by_config.config == cls.config_class(**options)
     assert type(by_keywords.config) is cls.config_class
     for option, value in options.items():
         assert getattr(by_keywords.config, option) == value
-    assert cls(**needs(name)).config == cls.config_class()  # nothing given: every default
+    assert cls(**dependencies(name)).config == cls.config_class()  # nothing given: every default
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -104,18 +74,18 @@ def test_configs_are_frozen_keyword_only_dataclasses(name):
 
 
 @pytest.mark.parametrize("name", NAMES)
-def test_keywords_and_config_at_once_is_a_type_error(name, needs):
+def test_keywords_and_config_at_once_is_a_type_error(name, dependencies):
     cls = MODELS[name]
     options = OPTIONS[name] or {"anything": 1}
     with pytest.raises(TypeError, match="not both"):
-        cls(**needs(name), config=cls.config_class(), **options)
+        cls(**dependencies(name), config=cls.config_class(), **options)
 
 
 @pytest.mark.parametrize("name", NAMES)
-def test_an_unknown_option_is_a_type_error_naming_the_accepted_ones(name, needs):
+def test_an_unknown_option_is_a_type_error_naming_the_accepted_ones(name, dependencies):
     cls = MODELS[name]
     with pytest.raises(TypeError, match="no_such_option") as info:
-        cls(**needs(name), no_such_option=1)
+        cls(**dependencies(name), no_such_option=1)
     message = str(info.value)
     assert name in message
     for option in option_names(cls.config_class):
@@ -123,17 +93,17 @@ def test_an_unknown_option_is_a_type_error_naming_the_accepted_ones(name, needs)
 
 
 @pytest.mark.parametrize("name", NAMES)
-def test_a_config_of_another_model_is_a_type_error(name, needs):
+def test_a_config_of_another_model_is_a_type_error(name, dependencies):
     cls = MODELS[name]
     other = next(c for c in MODELS.values() if c.config_class is not cls.config_class)
     with pytest.raises(TypeError, match=cls.config_class.__name__):
-        cls(**needs(name), config=other.config_class())
+        cls(**dependencies(name), config=other.config_class())
 
 
 @pytest.mark.parametrize("name", NAMES)
-def test_a_positional_config_is_a_type_error(name, needs):
+def test_a_positional_config_is_a_type_error(name, dependencies):
     cls = MODELS[name]
-    arguments = needs(name)
+    arguments = dependencies(name)
     positional = [arguments.pop("items")] if "items" in arguments else []
     with pytest.raises(TypeError):
         cls(*positional, cls.config_class(), **arguments)
@@ -154,9 +124,9 @@ def test_signature_lists_the_options_with_their_defaults(name):
 
 
 @pytest.mark.parametrize("name", NAMES)
-def test_repr_shows_the_options(name, needs):
+def test_repr_shows_the_options(name, dependencies):
     cls = MODELS[name]
-    model = cls(**needs(name), **OPTIONS[name])
+    model = cls(**dependencies(name), **OPTIONS[name])
     text = repr(model)
     assert text.startswith(f"{name}(")
     for option in option_names(cls.config_class):
@@ -184,8 +154,8 @@ def test_make_config_checks_in_one_place():
         make_config(Config, None, {"size": 0}, owner="M")
 
 
-def test_blend_components_are_constructor_arguments_not_options(needs):
-    models = needs("Blend")["models"]
+def test_blend_components_are_constructor_arguments_not_options(dependencies):
+    models = dependencies("Blend")["models"]
     blend = MODELS["Blend"](models=models, weights=(0.5, 0.5))
     assert blend.models == models and option_names(MODELS["Blend"].config_class) == ("weights", "step", "seed")
     assert [type(m).__name__ for m in MODELS["Blend"]().models] == ["EASE", "IALS"]  # the default components

@@ -13,10 +13,8 @@ import pytest
 import torch
 
 from workbench import models
-from workbench.data import datasets
-from workbench.models import EASE, MODELS, FrozenText, Popularity, SASRec, TwoTower
+from workbench.models import EASE, MODELS, SASRec, TwoTower
 from workbench.models.config import option_names
-from workbench.models.text.encoder import load_encoder
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -38,36 +36,6 @@ OPTIONS = {
 NAMES = sorted(MODELS)
 
 
-@pytest.fixture(scope="module")
-def data():
-    return datasets.load("synthetic", size="tiny", seed=0)
-
-
-@pytest.fixture(scope="module")
-def encoder(tiny_encoder_path):
-    return load_encoder(tiny_encoder_path, device="cpu")
-
-
-@pytest.fixture
-def needs(data, encoder):
-    """name -> the model's constructor dependencies (shared objects, so builds compare equal)."""
-    blend_models = (EASE(device="cpu"), Popularity())
-    hybrid = {"cf": EASE(device="cpu"), "text": FrozenText(data.items, encoder=encoder)}
-
-    def make(name: str) -> dict:
-        if name == "GenrePopularity":
-            return {"items": data.items}
-        if name in ("FrozenText", "TwoTower"):
-            return {"items": data.items, "encoder": encoder}
-        if name == "Blend":
-            return {"models": blend_models}
-        if name == "Hybrid":
-            return dict(hybrid)
-        return {}
-
-    return make
-
-
 def test_every_model_is_registered_by_its_class_name():
     assert set(OPTIONS) == set(MODELS)
     assert all(cls.__name__ == name for name, cls in MODELS.items())
@@ -75,15 +43,15 @@ def test_every_model_is_registered_by_its_class_name():
 
 
 @pytest.mark.parametrize("name", NAMES)
-def test_build_in_any_case_equals_constructing_the_class(name, needs):
+def test_build_in_any_case_equals_constructing_the_class(name, dependencies):
     cls = MODELS[name]
-    direct = cls(**needs(name), **OPTIONS[name])
+    direct = cls(**dependencies(name), **OPTIONS[name])
     for spelled in (name, name.lower(), name.upper()):
-        built = models.build(spelled, **needs(name), **OPTIONS[name])
+        built = models.build(spelled, **dependencies(name), **OPTIONS[name])
         assert type(built) is cls and built.config == direct.config
         assert models.model_class(spelled) is cls
-    built = models.build(name, **needs(name), **OPTIONS[name])
-    for argument, value in needs(name).items():  # constructor arguments reach the model
+    built = models.build(name, **dependencies(name), **OPTIONS[name])
+    for argument, value in dependencies(name).items():  # constructor arguments reach the model
         if argument == "items":
             pd.testing.assert_frame_equal(built.catalogue, value.reset_index(drop=True))
         else:
@@ -131,9 +99,9 @@ def test_is_sequential_only_for_the_next_item_transformers():
 # -- load -----------------------------------------------------------------------------------
 
 
-def test_load_round_trips_a_sasrec_checkpoint(data, tmp_path):
+def test_load_round_trips_a_sasrec_checkpoint(tiny_data, tmp_path):
     fitted = models.build("SASRec", epochs=1, embedding_size=16, layers=1, max_length=8, device="cpu").fit(
-        data.interactions
+        tiny_data.interactions
     )
     path = fitted.save(tmp_path / "sasrec")
     back = models.load(path)
@@ -145,12 +113,12 @@ def test_load_round_trips_a_sasrec_checkpoint(data, tmp_path):
     assert models.load(path, device="cpu").config.device == "cpu"  # options go to the model's load
 
 
-def test_load_round_trips_a_two_tower_checkpoint(data, encoder, tmp_path):
-    fitted = models.build("TwoTower", items=data.items, encoder=encoder, epochs=1, freeze=1, device="cpu")
-    fitted.fit(data.interactions)
+def test_load_round_trips_a_two_tower_checkpoint(tiny_data, tiny_encoder, tmp_path):
+    fitted = models.build("TwoTower", items=tiny_data.items, encoder=tiny_encoder, epochs=1, freeze=1, device="cpu")
+    fitted.fit(tiny_data.interactions)
     path = fitted.save(tmp_path / "two-tower")
     rows = np.arange(5)
-    for options in ({}, {"encoder": encoder}):
+    for options in ({}, {"encoder": tiny_encoder}):
         back = models.load(path, **options)
         assert type(back) is TwoTower and back.config == fitted.config
         assert back.result_.best_epoch == fitted.result_.best_epoch

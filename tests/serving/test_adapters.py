@@ -9,11 +9,9 @@ from dataclasses import dataclass
 
 import numpy as np
 import pytest
-import scipy.sparse as sp
 import torch
 
 from workbench import models
-from workbench.data import datasets
 from workbench.models.base import Recommender
 from workbench.serving.adapters import (
     FactorServable,
@@ -23,20 +21,6 @@ from workbench.serving.adapters import (
     SimilarityServable,
     servable,
 )
-
-
-class ToyEASE(Recommender):
-    """EASE in closed form with numpy (the test's own known answer)."""
-
-    def _fit(self, matrix: sp.csr_matrix, progress: bool = False) -> None:
-        gram = (matrix.T @ matrix).toarray() + 10.0 * np.eye(matrix.shape[1])
-        p = np.linalg.inv(gram)
-        weights = p / -np.diag(p)
-        np.fill_diagonal(weights, 0.0)
-        self.weights_ = torch.as_tensor(weights, dtype=torch.float32)
-
-    def score(self, user_index):
-        return torch.as_tensor(self.seen[user_index].toarray()) @ self.weights_
 
 
 @dataclass(frozen=True)
@@ -73,16 +57,6 @@ class ToySequence(Recommender):
 
     def score(self, user_index):
         return self.score_sequences([self.sequences_[u] for u in user_index])
-
-
-@pytest.fixture(scope="module")
-def interactions():
-    return datasets.load("synthetic", size="tiny", seed=0).interactions
-
-
-@pytest.fixture(scope="module")
-def ease(interactions):
-    return ToyEASE().fit(interactions)
 
 
 def test_servable_picks_the_adapter_by_what_the_model_holds(interactions, ease):

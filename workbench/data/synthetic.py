@@ -32,25 +32,10 @@ import pandas as pd
 from workbench.data.schema import ITEM, RATING, TIMESTAMP, USER
 
 GENRES = (
-    "Action",
-    "Adventure",
-    "Animation",
-    "Children's",
-    "Comedy",
-    "Crime",
-    "Documentary",
-    "Drama",
-    "Fantasy",
-    "Film-Noir",
-    "Horror",
-    "Musical",
-    "Mystery",
-    "Romance",
-    "Sci-Fi",
-    "Thriller",
-    "War",
+    "Action", "Adventure", "Animation", "Children's", "Comedy", "Crime", "Documentary", "Drama",
+    "Fantasy", "Film-Noir", "Horror", "Musical", "Mystery", "Romance", "Sci-Fi", "Thriller", "War",
     "Western",
-)
+)  # fmt: skip
 _GENRE_WORDS = {
     "Action": "Strike Fury Blast Force Bullet Chase Raid Impact Rampage Siege",
     "Adventure": "Quest Voyage Journey Expedition Treasure Island Odyssey Frontier Trail Safari",
