@@ -357,16 +357,13 @@ def build_model(
     seed: int = 0,
     device: str = "cpu",
 ):
-    """The model to serve, as ``workbench serve`` builds it: the ``checkpoint``'s model
-    (onto ``device``), else model ``name`` from the registry with ``seed`` and ``device``
-    where it takes them and, for a sequential model, ``epochs`` and ``max_length``, fitted
-    on ``interactions``."""
+    """The model to serve: the ``checkpoint``'s (a sequential model, onto ``device``), else
+    model ``name`` from the registry with whichever of ``epochs``, ``max_length``, ``seed``
+    and ``device`` it takes (as notebook 06 builds it; serving speed does not depend on
+    how long it trained), fitted on ``interactions``."""
     if checkpoint is not None:
         return models.load(checkpoint, device=device)
-    taken = models.options(name)
-    options = {option: value for option, value in (("seed", seed), ("device", device)) if option in taken}
-    if models.is_sequential(name):
-        options.update(epochs=epochs, max_length=max_length)
+    options = models.applicable(name, epochs=epochs, max_length=max_length, seed=seed, device=device)
     return models.build(name, **options).fit(interactions)
 
 

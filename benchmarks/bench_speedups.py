@@ -25,13 +25,10 @@ from workbench.speed.precision import cpu_has_native_bf16
 def fit_for_benchmark(
     name: str, interactions: pd.DataFrame, *, epochs: int, max_length: int, seed: int = 0, device: str = "cpu"
 ):
-    """Model ``name`` from the registry, fitted for the speed study (``seed`` and ``device``
-    where it takes them; ``epochs`` and ``max_length`` for a sequential model), and the
-    users' item-index histories its batches are drawn from."""
-    taken = models.options(name)
-    options = {option: value for option, value in (("seed", seed), ("device", device)) if option in taken}
-    if models.is_sequential(name):
-        options.update(epochs=epochs, max_length=max_length)
+    """Model ``name`` from the registry, fitted for the speed study with whichever of
+    ``epochs``, ``max_length``, ``seed`` and ``device`` it takes (as notebook 05 builds
+    it), and the users' item-index histories its batches are drawn from."""
+    options = models.applicable(name, epochs=epochs, max_length=max_length, seed=seed, device=device)
     model = models.build(name, **options).fit(interactions)
     return model, user_histories(model, interactions)
 
