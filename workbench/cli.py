@@ -144,8 +144,7 @@ def _model_options(args) -> dict:
     speed does not depend on it), then every ``-o NAME VALUE``."""
     from workbench import models
 
-    taken = models.options(args.model)
-    options = {name: value for name, value in (("seed", args.seed), ("device", args.device)) if name in taken}
+    options = models.applicable(args.model, seed=args.seed, device=args.device)
     if models.is_sequential(args.model):
         options.update(epochs=args.epochs, max_length=args.max_length)
     return {**options, **{name: _value(value) for name, value in args.option}}

@@ -128,9 +128,10 @@ class Recommender(ABC):
         self._fit(self.seen, progress=progress)
         return self
 
-    def _index(self, interactions: pd.DataFrame, *, items: IndexMap | None = None, columns=(USER, ITEM)) -> None:
-        """Set ``users``, ``items`` (the interacted items, or the catalogue ``items``) and
-        the binary ``seen`` matrix from ``interactions``; checks the ids first."""
+    def _index(self, interactions: pd.DataFrame, *, catalogue=None, columns=(USER, ITEM)) -> None:
+        """Set ``users``, ``items`` (the interacted items, or the ``catalogue`` item ids of a
+        model that scores items nobody interacted with) and the binary ``seen`` matrix from
+        ``interactions``; checks the ids first."""
         source = f"{type(self).__name__}.fit"
         require_columns(interactions, list(columns), source=source)
         if len(interactions) == 0:
@@ -141,7 +142,7 @@ class Recommender(ABC):
                 bad = interactions[col][ids.isna() | (ids != ids.round())].iloc[0]
                 raise SchemaError(f"{source}: column {col!r} holds a missing or non-integer id ({bad!r})")
         self.users = IndexMap.from_ids(interactions[USER], kind="user")
-        self.items = IndexMap.from_ids(interactions[ITEM], kind="item") if items is None else items
+        self.items = IndexMap.from_ids(interactions[ITEM] if catalogue is None else catalogue, kind="item")
         self.seen = interaction_matrix(interactions, self.users, self.items)
         self.seen.data[:] = 1.0
 

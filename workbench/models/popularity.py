@@ -14,7 +14,6 @@ import pandas as pd
 import scipy.sparse as sp
 import torch
 
-from workbench.data.matrix import IndexMap
 from workbench.data.schema import ITEM, require_columns
 from workbench.models.base import Recommender
 
@@ -60,7 +59,7 @@ class GenrePopularity(Recommender):
 
     def fit(self, interactions: pd.DataFrame, *, progress: bool = False) -> GenrePopularity:
         """Count interactions per genre; every catalogue item gets a score."""
-        self._index(interactions, items=IndexMap.from_ids(self.catalogue[ITEM], kind="item"))
+        self._index(interactions, catalogue=self.catalogue[ITEM])
         self._fit(self.seen, progress=progress)
         return self
 

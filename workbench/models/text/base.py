@@ -21,7 +21,6 @@ import pandas as pd
 import scipy.sparse as sp
 import torch
 
-from workbench.data.matrix import IndexMap
 from workbench.data.schema import ITEM, require_columns
 from workbench.models.base import Recommender
 from workbench.models.text.encoder import Encoder, item_texts
@@ -57,7 +56,7 @@ class TextRecommender(Recommender):
         raise TypeError(f"{type(self).__name__} needs item text: call fit(interactions)")
 
     def _set_histories(self, interactions: pd.DataFrame) -> None:
-        self._index(interactions, items=IndexMap.from_ids(self.catalogue[ITEM], kind="item"))
+        self._index(interactions, catalogue=self.catalogue[ITEM])
 
     def fold_in(self, interactions: pd.DataFrame) -> TextRecommender:
         """Replace every user's history (and the seen mask) by ``interactions``; no training."""
