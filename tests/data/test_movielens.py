@@ -5,7 +5,7 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from workbench.data import datasets, movielens
+from workbench.data import datasets, movielens, text
 from workbench.data.schema import SchemaError
 
 
@@ -168,9 +168,7 @@ def test_ml_latest_small_exact_values(fake_movielens, tmp_path):
     president = _item(items, 11)  # quoted title with a comma
     assert (president["title"], president["year"]) == ("American President, The", 1995)
     assert president["genres"] == ("Comedy", "Drama", "Romance")
-    assert (
-        president["text"] == "American President, The (1995). Genres: Comedy, Drama, Romance. Tags: politics, romance."
-    )
+    assert president["text"] == "American President, The (1995). Genres: Comedy, Drama, Romance."  # tags: by split
     amelie = _item(items, 4973)
     assert (amelie["title"], amelie["year"]) == ("Amélie (Fabuleux destin d'Amélie Poulain, Le)", 2001)
     death_note = _item(items, 171749)
@@ -179,19 +177,40 @@ def test_ml_latest_small_exact_values(fake_movielens, tmp_path):
     assert death_note["text"] == "Death Note: Desu nôto (2006)."
     mirror = _item(items, 176601)
     assert mirror["title"] == "Black Mirror" and pd.isna(mirror["year"]) and mirror["text"] == "Black Mirror."
-    # tags: trimmed, lower-cased, most frequent first ("funny" twice, "pixar" once)
-    assert _item(items, 1)["text"] == (
+    assert "Tags:" not in " ".join(items["text"])  # the split decides (workbench.data.text)
+
+
+def test_ml_latest_small_tags_are_read_apart_and_join_the_text_through_the_split(fake_movielens, tmp_path):
+    root = fake_movielens("ml-latest-small").write_folder(tmp_path)
+    ratings, items, _ = movielens.parse_ml_latest_small(root)
+
+    tags = movielens.read_tags(root)
+
+    assert tags.columns.tolist() == ["user_id", "item_id", "tag", "timestamp"]
+    assert tags["tag"].tolist() == ["pixar", "funny", "Funny", "politics, romance"]  # trimmed
+    every = text.with_tags(items, tags, interactions=ratings, train=ratings, policy="all")
+    # lower-cased, most frequent first ("funny" twice, "pixar" once)
+    assert _item(every, 1)["text"] == (
         "Toy Story (1995). Genres: Adventure, Animation, Children, Comedy, Fantasy. Tags: funny, pixar."
     )
+    assert _item(every, 11)["text"].endswith("Tags: politics, romance.")
 
 
 def test_ml_latest_small_without_tags_file(fake_movielens, tmp_path):
     fake = fake_movielens("ml-latest-small")
     del fake.files["tags.csv"]
 
-    _, items, _ = movielens.parse_ml_latest_small(fake.write_folder(tmp_path))
+    assert movielens.read_tags(fake.write_folder(tmp_path)) is None
 
-    assert "Tags:" not in " ".join(items["text"])
+
+def test_ml_latest_small_bad_tags_file_names_it(fake_movielens, tmp_path):
+    fake = fake_movielens("ml-latest-small")
+    fake.files["tags.csv"] = b"userId,movieId,tag\n1,1,x\n"
+    with pytest.raises(SchemaError, match=r"tags\.csv: missing column\(s\) \['timestamp'\]"):
+        movielens.read_tags(fake.write_folder(tmp_path))
+    fake.files["tags.csv"] = b"userId,movieId,tag,timestamp\n1,x1,a,5\n"
+    with pytest.raises(SchemaError, match=r"tags\.csv: column 'item_id' must hold integers"):
+        movielens.read_tags(fake.write_folder(tmp_path))
 
 
 def test_ml_latest_small_missing_column_names_the_file(fake_movielens, tmp_path):

@@ -71,6 +71,9 @@ class Dataset:
     users: pd.DataFrame | None = None
     source: str = ""
     info: dict = field(default_factory=dict)
+    # user tags (user_id, item_id, tag, timestamp) where the data set has them; never in
+    # items["text"] by themselves: workbench.data.text.with_tags builds text from a split
+    tags: pd.DataFrame | None = None
 
     def summary(self) -> dict:
         """Sizes, density, rating scale and time span -- what notebook 01 records."""
@@ -154,6 +157,7 @@ def load(
             users,
             source=f"synthetic(size={size!r}, seed={seed})",
             info={"size": size, "seed": seed},
+            tags=synthetic.tags(inter, items, seed=seed),
         )
     if name not in SPECS:
         raise ValueError(f"unknown data set {name!r}; choose one of {list(NAMES)}")
@@ -176,7 +180,7 @@ def load(
         raise SchemaError(
             f"{root}: {len(unknown)} rated item id(s) missing from the item table, e.g. {unknown[:5].tolist()}"
         )
-    return Dataset(name, interactions, items, users, source=source)
+    return Dataset(name, interactions, items, users, source=source, tags=movielens.read_tags(root))
 
 
 def import_local(name: str, folder: str | Path, *, cache_dir: str | Path | None = None) -> Path:

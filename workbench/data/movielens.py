@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from workbench.data.schema import INTERACTION_COLUMNS, ITEM, USER, SchemaError
+from workbench.data.schema import INTERACTION_COLUMNS, ITEM, TIMESTAMP, USER, SchemaError
 
 # "Title (1995)", "Series (1975-1979)", and ml-100k's direct-to-video "Title (1995) (V)"
 _YEAR = re.compile(r"^(.*?)\s*\((\d{4})(?:[-\u2013]\d{0,4})?\)(?:\s*\(V\))?\s*$")
@@ -37,7 +37,7 @@ def item_text(title: str, year, genres: tuple[str, ...], tags: list[str] | None 
     return text + "."
 
 
-def _items_frame(ids, raw_titles, genres, tags: dict[int, list[str]] | None = None) -> pd.DataFrame:
+def _items_frame(ids, raw_titles, genres) -> pd.DataFrame:
     pairs = [split_title(t) for t in raw_titles]
     df = pd.DataFrame(
         {
@@ -47,10 +47,7 @@ def _items_frame(ids, raw_titles, genres, tags: dict[int, list[str]] | None = No
             "genres": list(genres),
         }
     )
-    tags = tags or {}
-    df["text"] = [
-        item_text(t, y, g, tags.get(i)) for i, t, y, g in zip(df[ITEM], df["title"], df["year"], df["genres"])
-    ]
+    df["text"] = [item_text(t, y, g) for t, y, g in zip(df["title"], df["year"], df["genres"])]
     return df
 
 
@@ -105,12 +102,24 @@ def parse_ml_latest_small(root: Path):
     r = csv("ratings.csv", ["userId", "movieId", "rating", "timestamp"])
     ratings = r.rename(columns={"userId": USER, "movieId": ITEM})[list(INTERACTION_COLUMNS)]
     movies = csv("movies.csv", ["movieId", "title", "genres"])
-    tags: dict[int, list[str]] = {}
-    if (root / "tags.csv").is_file():
-        t = csv("tags.csv", ["userId", "movieId", "tag"])
-        t["tag"] = t["tag"].astype(str).str.strip().str.lower()
-        counts = t.groupby(["movieId", "tag"]).size().rename("n").reset_index()
-        counts = counts.sort_values(["movieId", "n", "tag"], ascending=[True, False, True])
-        tags = {int(m): list(g["tag"][:10]) for m, g in counts.groupby("movieId")}
-    items = _items_frame(movies["movieId"], movies["title"], [tuple(g.split("|")) for g in movies["genres"]], tags)
+    # tags.csv is read by read_tags: which tags an evaluation may use depends on its split
+    items = _items_frame(movies["movieId"], movies["title"], [tuple(g.split("|")) for g in movies["genres"]])
     return ratings, items, None
+
+
+def read_tags(root: Path) -> pd.DataFrame | None:
+    """``tags.csv`` (ml-latest-small, ml-20m, ml-25m) as ``user_id, item_id, tag, timestamp``;
+    None where the data set has no tags. Item text never includes them by itself: see
+    :func:`workbench.data.text.with_tags`, which takes the split."""
+    path = root / "tags.csv"
+    if not path.is_file():
+        return None
+    t = pd.read_csv(path, encoding="utf-8", keep_default_na=False, dtype={"tag": str})
+    missing = [c for c in ("userId", "movieId", "tag", "timestamp") if c not in t.columns]
+    if missing:
+        raise SchemaError(f"{path}: missing column(s) {missing}; found {list(t.columns)[:10]}")
+    t = t.rename(columns={"userId": USER, "movieId": ITEM})[[USER, ITEM, "tag", TIMESTAMP]]
+    for col in (USER, ITEM, TIMESTAMP):
+        if not pd.api.types.is_integer_dtype(t[col]):
+            raise SchemaError(f"{path}: column {col!r} must hold integers, found {t[col].dtype}")
+    return t.assign(tag=t["tag"].str.strip()).query("tag != ''").reset_index(drop=True)

@@ -229,3 +229,41 @@ def generate(cfg: SyntheticConfig) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataF
         }
     )
     return interactions, items, users
+
+
+def tags(
+    interactions: pd.DataFrame,
+    items: pd.DataFrame,
+    *,
+    seed: int = 0,
+    content_rate: float = 0.1,
+    self_naming_users: float = 0.03,
+) -> pd.DataFrame:
+    """User tags in ``tags.csv``'s shape (``user_id, item_id, tag, timestamp``), planted two ways.
+
+    - **Content tags**: a share ``content_rate`` of interactions carries a word of the item's
+      primary genre, lower-cased (what the item is about; fair for any evaluation).
+    - **Self-naming tags**: a share ``self_naming_users`` of users tag every item they
+      interact with ``"user<id>"``, a signature no one else writes, as one ml-latest-small
+      user wrote "in netflix queue" 131 times. Such a tag names its author: on a held-out
+      item it leaks who interacted with it.
+
+    Each tag is written a minute after its interaction. Separate random stream: the
+    interactions are the same with or without tags.
+    """
+    rng = np.random.default_rng([seed, 20])
+    primary = items.set_index(ITEM)["genres"].map(lambda g: g[0])
+    content = interactions[rng.random(len(interactions)) < content_rate]
+    words = [_GENRE_WORDS[primary[i]].split() for i in content[ITEM]]
+    content_tags = [w[rng.integers(len(w))].lower() for w in words]
+    users = interactions[USER].unique()
+    namers = rng.choice(users, size=max(1, round(self_naming_users * len(users))), replace=False)
+    named = interactions[interactions[USER].isin(namers)]
+    frame = pd.concat(
+        [
+            content[[USER, ITEM, TIMESTAMP]].assign(tag=content_tags),
+            named[[USER, ITEM, TIMESTAMP]].assign(tag=[f"user{u}" for u in named[USER]]),
+        ]
+    )
+    frame[TIMESTAMP] = frame[TIMESTAMP] + 60
+    return frame[[USER, ITEM, "tag", TIMESTAMP]].sort_values([TIMESTAMP, USER, ITEM]).reset_index(drop=True)
