@@ -38,9 +38,12 @@ def test_committed_clean_with_one_literal_parameters_cell(path: Path):
     assert len(tagged) == 1, f"{path.name}: {len(tagged)} parameters cells"
     names = []
     for stmt in ast.parse(tagged[0].source).body:
-        assert isinstance(stmt, ast.Assign), f"{path.name}: parameters cell holds more than assignments"
+        # an annotation declares the type where the default cannot (``devices: list = None``)
+        assert isinstance(stmt, (ast.Assign, ast.AnnAssign)), (
+            f"{path.name}: parameters cell holds more than assignments"
+        )
         ast.literal_eval(stmt.value)  # literals only
-        names += [t.id for t in stmt.targets]
+        names += [t.id for t in stmt.targets] if isinstance(stmt, ast.Assign) else [stmt.target.id]
     # papermill must read every line (a comment it cannot parse hides the parameter from sweeps)
     assert list(pm.inspect_notebook(str(path))) == names
     assert nb.cells[0].cell_type == "markdown" and nb.cells[0].source.startswith("# ")

@@ -323,3 +323,76 @@ def test_a_kernel_without_input_history_falls_back_to_the_literal_globals(shown)
     namespace = {**_kernel_globals(), "In": [""], "helper": math.sqrt, "scale": math}
     assert recording.declared_parameters(namespace) == ["dataset", "seed", "k", "rates"]
     assert runs.start(parameters=namespace).as_dict() == DECLARED
+
+
+# --------------------------------------------------------------------------- trustworthy timings
+
+MACHINE = """
+import os
+from workbench import runs
+runs.start(parameters=globals())
+runs.record("omp_wait_policy", os.environ.get("OMP_WAIT_POLICY"))
+"""
+
+
+def test_kernels_wait_passively_and_records_carry_the_machine_load(tmp_path, monkeypatch):
+    monkeypatch.delenv("OMP_WAIT_POLICY", raising=False)
+    nb = _notebook(tmp_path / "04_machine.ipynb", MACHINE)
+    rec = executor.execute(nb, tmp_path / "out")
+    assert rec.status == "ok", rec.error
+    assert rec.results["omp_wait_policy"] == "PASSIVE"  # idle OpenMP threads sleep instead of spinning
+    ctx = runs.read_run(tmp_path / "out" / "04_machine.json").context
+    for when in ("load_at_start", "load_at_end"):
+        load = ctx[when]
+        assert len(load["load_avg"]) == 3 and all(v >= 0 for v in load["load_avg"]), when
+        assert load["cpu_count"] >= 1 and 1 <= load["cores"] <= load["cpu_count"]
+    assert ctx["omp_wait_policy"] == "PASSIVE" and ctx["torch_threads"] >= 1
+
+
+def test_a_users_own_openmp_wait_policy_is_kept(monkeypatch):
+    monkeypatch.setenv("OMP_WAIT_POLICY", "ACTIVE")
+    assert executor.kernel_environment(smoke=False)["OMP_WAIT_POLICY"] == "ACTIVE"
+    monkeypatch.delenv("OMP_WAIT_POLICY")
+    env = executor.kernel_environment(smoke=True)
+    assert env["OMP_WAIT_POLICY"] == "PASSIVE" and env[recording.SMOKE_ENV] == "1"
+
+
+def test_the_kernels_unencrypted_tcp_warning_does_not_reach_the_jobs_output(tmp_path, capfd):
+    nb = _notebook(tmp_path / "04_quiet.ipynb", "print('from the notebook')")
+    rec = executor.execute(nb, tmp_path / "out")
+    assert rec.status == "ok", rec.error
+    out, err = capfd.readouterr()
+    assert "without encryption" not in out + err
+
+
+def _timing_sidecar(folder, notebook: str, load: float, cores: int = 2):
+    machine = {"load_avg": [load, load, load], "cpu_count": cores, "cores": cores}
+    (folder / f"{notebook}.json").write_text(
+        json.dumps(
+            {
+                "notebook": notebook,
+                "status": "ok",
+                "error": None,
+                "wall_time_s": 1.0,
+                "context": {"torch_threads": 2, "load_at_start": machine, "load_at_end": machine},
+                "results": {"summary": {"__dataframe__": {"columns": ["batch", "per_s"], "data": [[1, 17.0]]}}},
+                "figures": {},
+            }
+        )
+    )
+
+
+def test_timings_from_a_busy_machine_are_marked_not_headlined(tmp_path):
+    busy, quiet = tmp_path / "busy", tmp_path / "quiet"
+    for folder, load in ((busy, 3.4), (quiet, 1.2)):
+        folder.mkdir()
+        _timing_sidecar(folder, "05_speedups", load)
+    text = write_report(busy).read_text()
+    headlines = text[text.index("## Headlines") : text.index("## 05_speedups")] if "## Headlines" in text else ""
+    assert "|       1 |      17 |" not in headlines  # the busy timing is no headline
+    assert "busy machine" in text and "3.4" in text
+    section = text[text.index("## 05_speedups") :]
+    assert "busy machine" in section and "|       1 |      17 |" in section  # still shown, marked
+    calm = write_report(quiet).read_text()
+    assert "busy machine" not in calm
+    assert "|       1 |      17 |" in calm[calm.index("## Headlines") : calm.index("## 05_speedups")]

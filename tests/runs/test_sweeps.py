@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import json
 import os
+import signal
+import subprocess
+import sys
 
 import nbformat
 import pytest
 
 from workbench.cli import main
-from workbench.runs import store, sweeps
+from workbench.runs import lock, store, sweeps
+from workbench.runs.records import CorruptRecordWarning
 
 BODY = """
 from workbench import runs
@@ -143,3 +147,91 @@ def test_aggregate_and_pareto_points_from_a_store_frame():
     points = pd.DataFrame({"label": list("abcd"), "seconds": [1, 2, 3, 4], "quality": [0.1, 0.3, 0.2, 0.5]})
     front = points[pareto_front(points, cost="seconds", quality="quality")]
     assert front["label"].tolist() == ["a", "b", "d"]  # c is slower and worse than b
+
+
+# --------------------------------------------------------------------------- corrupt records on resume
+
+
+def _prepared_folder(notebook, runs_dir, grid):
+    folder = runs_dir / sweeps.sweep_id(notebook, grid)
+    folder.mkdir(parents=True)
+    (folder / "sweep.json").write_text(
+        json.dumps({"format_version": sweeps.FORMAT_VERSION, "notebook": notebook.name, "grid": grid})
+    )
+    return folder
+
+
+def test_sweep_resume_reruns_a_point_whose_record_is_corrupt(notebook, tmp_path):
+    runs_dir = tmp_path / "runs"
+    grid = {"x": [2]}
+    folder = _prepared_folder(notebook, runs_dir, grid)
+    name = sweeps.point_name(notebook, {"x": 2})
+    (folder / f"{name}.ipynb").write_text("{}")
+    (folder / f"{name}.json").write_text('{"status": "o')  # cut short
+    with pytest.raises(sweeps.SweepError, match=rf"{name}\.json"):
+        sweeps.sweep(notebook, grid, runs_dir=runs_dir, strict=True)
+    assert (folder / f"{name}.json").read_text() == '{"status": "o'  # refused untouched
+    with pytest.warns(CorruptRecordWarning, match=rf"{name}\.json"):
+        frame = sweeps.sweep(notebook, grid, runs_dir=runs_dir)
+    assert frame["status"].tolist() == ["ok"]
+    assert (folder / "attempts" / f"{name}.1.json").read_text() == '{"status": "o'  # kept, not lost
+
+
+# --------------------------------------------------------------------------- one sweep per folder at a time
+
+
+def test_a_sweep_folder_in_use_is_refused_naming_the_holder_pid(notebook, tmp_path, capsys):
+    runs_dir = tmp_path / "runs"
+    grid = {"x": [2]}
+    folder = _prepared_folder(notebook, runs_dir, grid)
+    name = sweeps.point_name(notebook, {"x": 2})
+    (folder / f"{name}.ipynb").write_text("{in progress")  # the first run's point, still running
+    with lock.hold(folder):
+        with pytest.raises(lock.FolderBusy, match=rf"pid {os.getpid()}\b.*--wait"):
+            sweeps.sweep(notebook, grid, runs_dir=runs_dir)
+        cli = ["sweep", str(notebook), "-p", "x", "2", "--runs-dir", str(runs_dir)]
+        assert main(cli) == 2
+        err = capsys.readouterr().err
+        assert err.startswith("error:") and f"pid {os.getpid()}" in err
+    assert (folder / f"{name}.ipynb").read_text() == "{in progress"  # not moved to attempts/
+    assert not (folder / "attempts").exists()
+
+
+HOLDER = """
+import sys, time
+from pathlib import Path
+from workbench.runs import lock
+with lock.hold(Path(sys.argv[1])):
+    print("held", flush=True)
+    time.sleep(120)
+"""
+
+
+def test_a_lock_left_by_a_killed_sweep_is_detected_as_stale(tmp_path):
+    folder = tmp_path / "sweep"
+    folder.mkdir()
+    holder = subprocess.Popen([sys.executable, "-c", HOLDER, str(folder)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        with pytest.raises(lock.FolderBusy, match=rf"pid {holder.pid}\b"), lock.hold(folder):
+            pass
+    finally:
+        holder.send_signal(signal.SIGKILL)
+        holder.wait()
+    stale = pytest.warns(lock.StaleLockWarning, match=rf"pid {holder.pid}\b.*no longer running")
+    with stale, lock.hold(folder):
+        assert json.loads((folder / lock.INFO).read_text())["pid"] == os.getpid()
+    assert not (folder / lock.INFO).exists()  # released cleanly: the next run sees no stale lock
+    with lock.hold(folder):
+        pass
+
+
+def test_a_second_sweep_can_wait_for_the_first(tmp_path):
+    folder = tmp_path / "sweep"
+    folder.mkdir()
+    script = HOLDER.replace("time.sleep(120)", "time.sleep(1); Path(sys.argv[1], 'done').touch()")
+    holder = subprocess.Popen([sys.executable, "-c", script, str(folder)], stdout=subprocess.PIPE, text=True)
+    assert holder.stdout.readline().strip() == "held"
+    with lock.hold(folder, wait=True):
+        assert (folder / "done").exists()  # it got the folder only once the holder let go
+    holder.wait()

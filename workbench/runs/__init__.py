@@ -3,10 +3,12 @@ store and parameter sweeps.
 
 - :mod:`.recording` -- inside a notebook: ``start``, ``record``, ``record_figure``;
 - :mod:`.records` -- what a run recorded (:class:`RunRecord`), encoded, written, read back;
+- :mod:`.parameters` -- what a notebook declares, and the values that may reach its kernel;
 - :mod:`.executor` -- papermill execution into ``runs/<time>/``, never overwriting;
 - :mod:`.report` -- ``report.md`` for a run folder;
 - :mod:`.store` -- every run in one SQLite file, rebuilt from the JSON records at will;
-- :mod:`.sweeps` -- a grid of runs, parallel and resumable.
+- :mod:`.sweeps` -- a grid of runs, parallel and resumable;
+- :mod:`.lock` -- one sweep at a time per folder, naming the holder to a second one.
 
 The top of the library below the CLI: runs may import every layer under it, and nothing
 but the CLI imports runs. What a notebook needs is available here: ``runs.start``,

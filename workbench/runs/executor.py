@@ -3,7 +3,10 @@
 :func:`execute` runs one notebook with papermill into a folder and writes its JSON record
 (a failing notebook is a record too, never an exception); :func:`run_all` runs every
 numbered notebook into a new ``runs/<UTC time>/``, indexes each record in the results
-store and writes ``report.md``.
+store and writes ``report.md``. Parameters are checked before any kernel starts
+(:mod:`.parameters`); kernels get ``OMP_WAIT_POLICY=PASSIVE`` unless the user set it
+(:func:`kernel_environment`) and an encrypted connection (:func:`kernel_config`); each
+record carries the machine's load when the run started and ended.
 """
 
 from __future__ import annotations
@@ -16,10 +19,14 @@ from pathlib import Path
 from typing import Any
 
 import papermill as pm
+import zmq
+from jupyter_client import KernelManager
 from papermill.exceptions import PapermillExecutionError
+from traitlets.config import Config
 
 from workbench.runs import store
-from workbench.runs.records import REPO_ROOT, SMOKE_ENV, RunRecord, read_notebook, write_sidecar
+from workbench.runs.parameters import check_parameters, check_value, declared_parameters
+from workbench.runs.records import REPO_ROOT, SMOKE_ENV, RunRecord, machine_load, read_notebook, write_sidecar
 from workbench.runs.report import write_report
 
 
@@ -41,6 +48,23 @@ def _env(**values: str | None):
                 os.environ[k] = v
 
 
+def kernel_environment(*, smoke: bool) -> dict[str, str | None]:
+    """What a kernel started here finds in its environment (None: unset): the smoke
+    switch, and ``OMP_WAIT_POLICY=PASSIVE`` unless the user chose a policy -- idle OpenMP
+    threads then sleep instead of spinning, which on a busy machine made torch many times
+    slower (17 instead of 459 users/s) and its timings worthless."""
+    return {SMOKE_ENV: "1" if smoke else None, "OMP_WAIT_POLICY": os.environ.get("OMP_WAIT_POLICY") or "PASSIVE"}
+
+
+def kernel_config() -> Config:
+    """Kernel-manager settings: CurveZMQ transport encryption where pyzmq and
+    jupyter_client support it, so that the kernel has no "running over TCP without
+    encryption" warning to print, once per notebook, into the job's output."""
+    if zmq.has("curve") and "transport_encryption" in KernelManager.class_trait_names():
+        return Config({"KernelManager": {"transport_encryption": "auto"}})
+    return Config()
+
+
 def execute(
     notebook: str | Path,
     out_dir: str | Path,
@@ -52,27 +76,31 @@ def execute(
 ) -> RunRecord:
     """Execute one notebook with papermill into ``out_dir`` and write its sidecar.
 
-    A failing notebook does not raise: its record has ``status="failed"`` and the
-    failing cell's index, error name and message. Nothing in ``out_dir`` is overwritten.
+    Parameters the notebook does not declare, or values it must not get, raise
+    :class:`~workbench.runs.parameters.ParameterError` before anything is created. A
+    failing notebook does not raise: its record has ``status="failed"`` and the failing
+    cell's index, error name and message. Nothing in ``out_dir`` is overwritten.
     ``name`` sets the output's file stem (default: the notebook's own).
     """
-    notebook, out_dir = Path(notebook), Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    notebook, out_dir, parameters = Path(notebook), Path(out_dir), dict(parameters or {})
+    check_parameters(notebook, parameters)
     output = out_dir / f"{name or notebook.stem}.ipynb"
     sidecar = output.with_suffix(".json")
     if output.exists() or sidecar.exists():
         raise FileExistsError(f"{output} already exists; runs never overwrite an earlier run")
-    t0 = time.perf_counter()
+    out_dir.mkdir(parents=True, exist_ok=True)
+    load_at_start, t0 = machine_load(), time.perf_counter()
     error = None
-    with _env(**{SMOKE_ENV: "1" if smoke else None}):
+    with _env(**kernel_environment(smoke=smoke)):
         try:
             pm.execute_notebook(
                 str(notebook),
                 str(output),
-                parameters=parameters or {},
+                parameters=parameters,
                 cwd=str(notebook.parent),
                 progress_bar=progress_bar,
                 kernel_name="python3",
+                config=kernel_config(),
             )
         except PapermillExecutionError as err:
             error = {"cell_index": err.cell_index, "ename": err.ename, "evalue": err.evalue, "notebook": str(notebook)}
@@ -81,6 +109,8 @@ def execute(
     rec = read_notebook(output) if output.exists() else RunRecord(notebook=notebook.stem)
     rec.notebook = notebook.stem
     rec.wall_time_s = round(time.perf_counter() - t0, 3)
+    rec.context.setdefault("load_at_start", load_at_start)  # the kernel's own, where it got to runs.start
+    rec.context["load_at_end"] = machine_load()
     if error is not None:
         rec.status, rec.error = "failed", error
     write_sidecar(rec, sidecar)
@@ -118,17 +148,24 @@ def run_all(
     """Execute notebooks (default: every numbered one) into a new run folder, then report.
 
     ``parameters`` go to every notebook that declares them (others are skipped for that
-    notebook). Returns the run folder and one record per notebook, failures included.
+    notebook); a value a notebook must not get raises
+    :class:`~workbench.runs.parameters.ParameterError` before any notebook runs.
+    Returns the run folder and one record per notebook, failures included.
     """
     paths = [Path(p) for p in selected] if selected else notebooks()
     missing = [str(p) for p in paths if not p.exists()]
     if missing:
         raise FileNotFoundError(f"notebook(s) not found: {missing}")
+    planned = []
+    for path in paths:  # every value checked before the first kernel starts
+        declared = declared_parameters(path)
+        params = {k: v for k, v in (parameters or {}).items() if k in declared}
+        for k, v in params.items():
+            check_value(declared[k], v)
+        planned.append((path, params))
     run_dir = new_run_dir(runs_dir)
     records = []
-    for path in paths:
-        declared = pm.inspect_notebook(str(path))
-        params = {k: v for k, v in (parameters or {}).items() if k in declared}
+    for path, params in planned:
         if progress:
             progress(path)
         records.append(execute(path, run_dir, params, smoke=smoke))

@@ -40,7 +40,7 @@ import torch
 from IPython.display import display
 
 from workbench.devices import resolve_device
-from workbench.runs.records import MIME, REPO_ROOT, SMOKE_ENV, encode
+from workbench.runs.records import MIME, REPO_ROOT, SMOKE_ENV, encode, machine_load
 
 PACKAGES = ("workbench", "torch", "transformers", "numpy", "scipy", "pandas", "papermill")
 #: IPython's own names in a kernel's globals, never parameters
@@ -103,13 +103,16 @@ def _device_info(requested: Any) -> dict[str, Any]:
 
 
 def context(params: dict[str, Any], *, smoke: bool) -> dict[str, Any]:
-    """Everything that makes a result reproducible, besides the code at ``git_commit``."""
+    """Everything that makes a result reproducible, besides the code at ``git_commit``;
+    and how busy the machine was (``load_at_start``), which timings depend on."""
     return {
         "parameters": params,
         "smoke": smoke,
         "dataset": params.get("dataset"),
         "seed": params.get("seed"),
         **_device_info(params.get("device")),
+        "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY"),
+        "load_at_start": machine_load(),
         "versions": versions(),
         "git_commit": git_commit(),
         "host": socket.gethostname(),

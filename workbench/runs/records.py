@@ -5,7 +5,9 @@ A run's results live in the executed notebook itself, as outputs under the MIME 
 :class:`RunRecord`, and :func:`write_sidecar` writes the ``<name>.json`` record plus PNG
 files of the figures beside it, which :func:`read_run` reads back. Values are encoded for
 JSON by :func:`encode` (DataFrames as a tagged "split" dict) and decoded by :func:`decode`.
-Files are written atomically (:func:`atomic_write`).
+Files are written atomically (:func:`atomic_write`). A sidecar that is no run record
+(cut short, not an object, a list where one value belongs) raises :class:`CorruptRecord`
+naming the file; :func:`machine_load` is how busy the machine was, recorded with each run.
 """
 
 from __future__ import annotations
@@ -78,6 +80,18 @@ class RunRecord:
     wall_time_s: float | None = None
 
 
+class CorruptRecord(ValueError):
+    """A JSON sidecar that is no run record; the message starts with its path."""
+
+    def __init__(self, path: Path, reason: str):
+        super().__init__(f"{path}: {reason}")
+        self.path = path
+
+
+class CorruptRecordWarning(UserWarning):
+    """A corrupt sidecar was skipped (the message names it)."""
+
+
 def read_notebook(path: str | Path) -> RunRecord:
     """Parse an executed notebook's outputs into a :class:`RunRecord`."""
     import nbformat  # deferred: 1.4 s of jsonschema set-up that a notebook kernel never needs
@@ -114,23 +128,101 @@ def read(path: str | Path) -> dict[str, Any]:
 
 
 def read_run(path: str | Path) -> RunRecord:
-    """The full :class:`RunRecord` from an executed notebook or its JSON sidecar."""
+    """The full :class:`RunRecord` from an executed notebook or its JSON sidecar.
+
+    A sidecar that is no run record (cut short, not an object, a field of the wrong type)
+    raises :class:`CorruptRecord` naming the file."""
     path = Path(path)
-    if path.suffix == ".json":
-        raw = json.loads(path.read_text(encoding="utf-8"))
-        figures = {
-            n: (path.parent / f).read_bytes() for n, f in raw.get("figures", {}).items() if (path.parent / f).exists()
-        }
-        return RunRecord(
-            notebook=raw["notebook"],
-            status=raw["status"],
-            context=raw["context"],
-            results=decode(raw["results"]),
-            figures=figures,
-            error=raw.get("error"),
-            wall_time_s=raw.get("wall_time_s"),
-        )
-    return read_notebook(path)
+    if path.suffix != ".json":
+        return read_notebook(path)
+    raw = _sidecar_fields(path)
+    try:
+        results = decode(raw["results"])
+    except (KeyError, TypeError, ValueError) as err:  # a tagged table that is no table
+        raise CorruptRecord(path, f"a result is not a valid table ({err!r:.80})") from None
+    figures = {n: (path.parent / f).read_bytes() for n, f in raw["figures"].items() if (path.parent / f).is_file()}
+    return RunRecord(
+        notebook=raw["notebook"],
+        status=raw["status"],
+        context=raw["context"],
+        results=results,
+        figures=figures,
+        error=raw["error"],
+        wall_time_s=raw["wall_time_s"],
+    )
+
+
+#: a sidecar's fields: required or not, and the JSON types each may hold
+_FIELDS: dict[str, tuple[bool, tuple[type, ...]]] = {
+    "notebook": (True, (str,)),
+    "status": (True, (str,)),
+    "context": (True, (dict,)),
+    "results": (True, (dict,)),
+    "error": (False, (dict, type(None))),
+    "wall_time_s": (False, (int, float, type(None))),
+    "figures": (False, (dict,)),
+}
+#: context fields the results store keeps in columns: each a single value
+CONTEXT_SCALARS = ("dataset", "seed", "device", "torch_threads", "smoke", "git_commit", "started_at")
+
+
+_KINDS = {dict: "an object", list: "a list", str: "a string", type(None): "null"}
+
+
+def _kind(value: Any) -> str:
+    return _KINDS.get(type(value), type(value).__name__)
+
+
+def _sidecar_fields(path: Path) -> dict[str, Any]:
+    """The sidecar's JSON object with every field checked (absent optional ones filled in)."""
+    try:
+        raw = json.loads(path.read_bytes())
+    except (ValueError, UnicodeDecodeError) as err:
+        raise CorruptRecord(path, f"not valid JSON ({err})") from None
+    if not isinstance(raw, dict):
+        raise CorruptRecord(path, f"holds {_kind(raw)} where a run record (a JSON object) belongs")
+    for name, (required, types) in _FIELDS.items():
+        if name not in raw and required:
+            raise CorruptRecord(path, f"has no {name!r}")
+        raw.setdefault(name, {} if name == "figures" else None)
+        if not isinstance(raw[name], types) or isinstance(raw[name], bool) or _past_64_bits(raw[name]):
+            raise CorruptRecord(path, f"{name!r} holds {_kind(raw[name])} ({_excerpt(raw[name])})")
+    if raw["status"] not in ("ok", "failed"):
+        raise CorruptRecord(path, f"'status' is {_excerpt(raw['status'])}, not 'ok' or 'failed'")
+    _check_context(path, raw["context"])
+    for name, rel in raw["figures"].items():
+        if not isinstance(rel, str) or Path(rel).is_absolute() or ".." in Path(rel).parts:
+            raise CorruptRecord(path, f"figure {name!r} is {_excerpt(rel)}, not a file beside the record")
+    return raw
+
+
+def _check_context(path: Path, context: dict[str, Any]) -> None:
+    for name in CONTEXT_SCALARS:
+        value = context.get(name)
+        if isinstance(value, (list, dict)) or _past_64_bits(value):
+            raise CorruptRecord(path, f"context {name!r} holds {_kind(value)} ({_excerpt(value)}), not one value")
+    if not isinstance(context.get("parameters", {}), dict):
+        raise CorruptRecord(path, f"context 'parameters' holds {_kind(context['parameters'])}, not an object")
+
+
+def _past_64_bits(value: Any) -> bool:
+    return isinstance(value, int) and not -(2**63) <= value < 2**63
+
+
+def _excerpt(value: Any) -> str:
+    text = json.dumps(value, default=str)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def machine_load() -> dict[str, Any]:
+    """How busy the machine is now: the load average over 1, 5 and 15 minutes (None where
+    the OS has none), its CPU count and the cores this process may run on."""
+    try:
+        load = [round(v, 2) for v in os.getloadavg()]
+    except (AttributeError, OSError):  # Windows
+        load = None
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return {"load_avg": load, "cpu_count": os.cpu_count(), "cores": cores}
 
 
 def atomic_write(path: Path, data: bytes | str) -> None:

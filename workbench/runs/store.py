@@ -1,8 +1,9 @@
 """Results store: every recorded run in one SQLite file under ``runs/``.
 
 The JSON records that :func:`workbench.runs.executor.execute` writes stay the source of truth;
-the store is an index over them that :func:`rebuild` can recreate at any time. It is
-safe with parallel writers (WAL journal, one transaction per run, busy timeout).
+the store is an index over them that :func:`rebuild` can recreate at any time (skipping,
+with a warning naming it, a sidecar that is no run record). It is safe with parallel
+writers (WAL journal, one transaction per run, busy timeout).
 
 >>> store.frame("runs/results.sqlite")    # one row per run: parameters, context, scalar results
 """
@@ -10,12 +11,16 @@ safe with parallel writers (WAL journal, one transaction per run, busy timeout).
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
+import tempfile
+import warnings
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 
-from workbench.runs.records import RunRecord, encode, flatten, read_run
+from workbench.runs.records import CorruptRecord, CorruptRecordWarning, RunRecord, encode, flatten, read_run
 
 DB_NAME = "results.sqlite"
 SCHEMA = """
@@ -51,61 +56,93 @@ def connect(db: str | Path) -> sqlite3.Connection:
 
 
 def add(db: str | Path, sidecar: str | Path, *, root: str | Path | None = None) -> None:
-    """Insert (or replace) one run from its sidecar, in a single transaction."""
+    """Insert (or replace) one run from its sidecar, in a single transaction.
+
+    A sidecar that is no run record raises :class:`CorruptRecord` naming it; the store is
+    then unchanged."""
     sidecar = Path(sidecar)
-    rec: RunRecord = read_run(sidecar)
-    key = str(sidecar.relative_to(root)) if root else str(sidecar)
-    ctx = rec.context or {}
-    rows = []
-    for name, value in rec.results.items():
-        for n, v in flatten(value, name).items():
-            number = float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else None
-            rows.append((key, n, json.dumps(encode(v)), number))
+    rec = read_run(sidecar)
     con = connect(db)
     try:
-        with con:  # one transaction: a run is in the store whole or not at all
-            con.execute("DELETE FROM runs WHERE path = ?", (key,))
-            con.execute(
-                "INSERT INTO runs VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
-                (
-                    key,
-                    rec.notebook,
-                    rec.status,
-                    ctx.get("dataset"),
-                    ctx.get("seed"),
-                    ctx.get("device"),
-                    ctx.get("torch_threads"),
-                    int(bool(ctx.get("smoke"))),
-                    ctx.get("git_commit"),
-                    ctx.get("started_at"),
-                    rec.wall_time_s,
-                    json.dumps(ctx.get("parameters", {})),
-                    json.dumps(ctx),
-                    json.dumps(rec.error) if rec.error else None,
-                ),
-            )
-            con.executemany("INSERT INTO results VALUES (?,?,?,?)", rows)
+        _insert(con, str(sidecar.relative_to(root)) if root else str(sidecar), rec)
     finally:
         con.close()
 
 
-def rebuild(runs_dir: str | Path = "runs") -> Path:
-    """Recreate ``runs_dir/results.sqlite`` from every sidecar below ``runs_dir``."""
+def _number(value: Any) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    try:
+        return float(value)
+    except OverflowError:  # an integer past what a float holds
+        return None
+
+
+def _insert(con: sqlite3.Connection, key: str, rec: RunRecord) -> None:
+    ctx = rec.context or {}
+    rows = [
+        (key, n, json.dumps(encode(v)), _number(v))
+        for name, value in rec.results.items()
+        for n, v in flatten(value, name).items()
+    ]
+    with con:  # one transaction: a run is in the store whole or not at all
+        con.execute("DELETE FROM runs WHERE path = ?", (key,))
+        con.execute(
+            "INSERT INTO runs VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+            (
+                key,
+                rec.notebook,
+                rec.status,
+                *(ctx.get(name) for name in ("dataset", "seed", "device", "torch_threads")),
+                int(bool(ctx.get("smoke"))),
+                ctx.get("git_commit"),
+                ctx.get("started_at"),
+                rec.wall_time_s,
+                json.dumps(ctx.get("parameters", {})),
+                json.dumps(ctx),
+                json.dumps(rec.error) if rec.error else None,
+            ),
+        )
+        con.executemany("INSERT INTO results VALUES (?,?,?,?)", rows)
+
+
+def sidecars(runs_dir: str | Path) -> list[Path]:
+    """Every run record below ``runs_dir`` (``NN_*.json``), set-aside attempts excluded."""
+    return [p for p in sorted(Path(runs_dir).rglob("[0-9][0-9]_*.json")) if "attempts" not in p.parts]
+
+
+def rebuild(runs_dir: str | Path = "runs", *, strict: bool = False) -> Path:
+    """Recreate ``runs_dir/results.sqlite`` from every sidecar below ``runs_dir``.
+
+    A corrupt sidecar is skipped with a :class:`CorruptRecordWarning` naming it, or, with
+    ``strict``, refused (:class:`CorruptRecord`) leaving the old store as it was. The new
+    store is built in a temporary file beside the old one, which is never left behind."""
     runs_dir = Path(runs_dir)
     db = runs_dir / DB_NAME
-    tmp = runs_dir / f".{DB_NAME}.rebuild"
-    for p in (tmp, Path(f"{tmp}-wal"), Path(f"{tmp}-shm")):
-        p.unlink(missing_ok=True)
-    for sidecar in sorted(runs_dir.rglob("[0-9][0-9]_*.json")):
-        if "attempts" in sidecar.parts:
-            continue
-        add(tmp, sidecar, root=runs_dir)
-    connect(tmp).close()  # an empty store is still a store
-    con = sqlite3.connect(tmp)
-    con.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-    con.close()
-    tmp.replace(db)
-    for p in (Path(f"{db}-wal"), Path(f"{db}-shm"), Path(f"{tmp}-wal"), Path(f"{tmp}-shm")):
+    runs_dir.mkdir(parents=True, exist_ok=True)
+    fd, name = tempfile.mkstemp(dir=runs_dir, prefix=f".{DB_NAME}.", suffix=".rebuild")
+    os.close(fd)
+    tmp = Path(name)
+    try:
+        con = connect(tmp)
+        try:
+            for sidecar in sidecars(runs_dir):
+                try:
+                    rec = read_run(sidecar)
+                except CorruptRecord as err:
+                    if strict:
+                        raise
+                    warnings.warn(f"skipped {err}", CorruptRecordWarning, stacklevel=2)
+                    continue
+                _insert(con, str(sidecar.relative_to(runs_dir)), rec)
+            con.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        finally:
+            con.close()
+        tmp.replace(db)
+    finally:
+        for p in (tmp, Path(f"{tmp}-wal"), Path(f"{tmp}-shm")):
+            p.unlink(missing_ok=True)
+    for p in (Path(f"{db}-wal"), Path(f"{db}-shm")):
         p.unlink(missing_ok=True)
     return db
 

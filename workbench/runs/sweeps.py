@@ -4,28 +4,29 @@
 
 Points go to ``runs/<sweep-id>/<notebook>__<name>-<value>....ipynb`` with their JSON
 sidecars, and into the results store ``runs/results.sqlite``. Running the same sweep
-again skips points that finished; a failed or interrupted point is moved into
-``attempts/`` (kept, not overwritten) and run again.
+again skips points that finished; a failed, interrupted or corrupt point is moved into
+``attempts/`` (kept, not overwritten) and run again. One sweep at a time holds a
+folder (:mod:`.lock`); a second one started there is refused, naming the first's pid.
 """
 
 from __future__ import annotations
 
-import ast
 import hashlib
 import json
+import warnings
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
-import papermill as pm
 from tqdm.auto import tqdm
 
 from workbench.evaluation.grid import parameter_grid
-from workbench.runs import store
+from workbench.runs import lock, store
 from workbench.runs.executor import execute
-from workbench.runs.records import atomic_write, slug
+from workbench.runs.parameters import ParameterError, check_value, declared_parameters
+from workbench.runs.records import CorruptRecord, CorruptRecordWarning, atomic_write, read_run, slug
 
 FORMAT_VERSION = 1
 MANIFEST = "sweep.json"
@@ -35,44 +36,21 @@ class SweepError(ValueError):
     """The sweep cannot run as asked (bad grid, undeclared parameter, foreign folder)."""
 
 
-def declared_parameters(notebook: str | Path) -> dict[str, Any]:
-    """The notebook's parameters and their default values (literals of its parameters cell)."""
-    out = {}
-    for name, info in pm.inspect_notebook(str(notebook)).items():
-        try:
-            out[name] = ast.literal_eval(info["default"])
-        except (ValueError, SyntaxError):
-            out[name] = None  # not a literal: accept any value
-    return out
-
-
-def _type_ok(default: Any, value: Any) -> bool:
-    if default is None or value is None:
-        return True
-    if isinstance(default, bool):
-        return isinstance(value, bool)
-    if isinstance(default, float):
-        return isinstance(value, (int, float)) and not isinstance(value, bool)
-    if isinstance(default, int):
-        return isinstance(value, int) and not isinstance(value, bool)
-    return isinstance(value, type(default))
-
-
 def check_grid(notebook: str | Path, grid: dict[str, list]) -> None:
-    """Fail before running anything: empty grid, undeclared names, values of the wrong type."""
+    """Fail before running anything: empty grid, undeclared names, values that are not
+    JSON-like or not of the declared type (see :mod:`workbench.runs.parameters`)."""
     if not grid or any(len(values) == 0 for values in grid.values()):
         raise SweepError(f"empty grid {grid!r}: give at least one value for each parameter")
     declared = declared_parameters(notebook)
     unknown = sorted(set(grid) - set(declared))
     if unknown:
         raise SweepError(f"{notebook} declares no parameter(s) {unknown}; it declares {sorted(declared)}")
-    for name, values in grid.items():
-        for v in values:
-            if not _type_ok(declared[name], v):
-                raise SweepError(
-                    f"parameter {name!r} expects {type(declared[name]).__name__} "
-                    f"(default {declared[name]!r}), got {v!r} ({type(v).__name__})"
-                )
+    try:
+        for name, values in grid.items():
+            for value in values:
+                check_value(declared[name], value)
+    except ParameterError as err:
+        raise SweepError(str(err)) from None
 
 
 def point_name(notebook: Path, params: dict[str, Any]) -> str:
@@ -93,7 +71,12 @@ def _open_folder(folder: Path, notebook: Path, grid: dict[str, list]) -> None:
     manifest = folder / MANIFEST
     want = {"format_version": FORMAT_VERSION, "notebook": notebook.name, "grid": grid}
     if manifest.exists():
-        have = json.loads(manifest.read_text(encoding="utf-8"))
+        try:
+            have = json.loads(manifest.read_bytes())
+        except (ValueError, UnicodeDecodeError) as err:
+            raise SweepError(f"{manifest}: not valid JSON ({err}); nothing there was changed") from None
+        if not isinstance(have, dict):
+            raise SweepError(f"{manifest}: not a sweep manifest (a JSON object); nothing there was changed")
         if have.get("format_version") != FORMAT_VERSION:
             raise SweepError(
                 f"{folder} was written by sweep format {have.get('format_version')!r}, this is "
@@ -106,27 +89,70 @@ def _open_folder(folder: Path, notebook: Path, grid: dict[str, list]) -> None:
     atomic_write(manifest, json.dumps({**want, "created": datetime.now(timezone.utc).isoformat()}, indent=1))
 
 
-def _status(folder: Path, name: str) -> str | None:
+def _status(folder: Path, name: str, *, strict: bool) -> str | None:
+    """``ok`` or ``failed`` from the point's record; ``corrupt`` (warned) where the record
+    is no run record; ``partial`` where only the notebook exists; None if never started."""
     side = folder / f"{name}.json"
     if side.exists():
-        return json.loads(side.read_text(encoding="utf-8")).get("status")
+        try:
+            return read_run(side).status
+        except CorruptRecord as err:
+            if strict:
+                raise SweepError(f"{err} (without --strict it is set aside and the point runs again)") from None
+            warnings.warn(f"{err}; set aside into attempts/, the point runs again", CorruptRecordWarning, stacklevel=4)
+            return "corrupt"
     return "partial" if (folder / f"{name}.ipynb").exists() else None
 
 
 def _set_aside(folder: Path, name: str) -> None:
-    """Move a failed or interrupted point's files into attempts/ under a fresh number."""
+    """Move a failed, interrupted or corrupt point's files into attempts/ under a fresh number."""
     attempts = folder / "attempts"
     attempts.mkdir(exist_ok=True)
-    n = 1 + sum(1 for _ in attempts.glob(f"{name}.*.ipynb"))
+    n = 1
+    while any((attempts / f"{name}.{n}{suffix}").exists() for suffix in (".ipynb", ".json")):
+        n += 1
     for suffix in (".ipynb", ".json"):
         src = folder / f"{name}{suffix}"
         if src.exists():
             src.rename(attempts / f"{name}.{n}{suffix}")
 
 
+def _todo(folder: Path, notebook: Path, grid: dict[str, list], *, strict: bool) -> list[tuple[dict, str]]:
+    """The points still to run (every status read before anything is moved); earlier
+    attempts of those points are set aside."""
+    points = [(params, point_name(notebook, params)) for params in parameter_grid(grid)]
+    statuses = [_status(folder, name, strict=strict) for _, name in points]
+    todo = []
+    for (params, name), status in zip(points, statuses):
+        if status == "ok":
+            continue
+        if status is not None:
+            _set_aside(folder, name)
+        todo.append((params, name))
+    return todo
+
+
 def _run_point(notebook: str, folder: str, params: dict, name: str, smoke: bool) -> tuple[str, str]:
     rec = execute(notebook, folder, params, smoke=smoke, name=name)
     return name, rec.status
+
+
+def _run_points(todo: list[tuple[dict, str]], notebook: Path, folder: Path, runs_dir: Path, *, jobs: int, smoke: bool):
+    """Run the points (``jobs`` at a time) and index each record as it is written."""
+    db = runs_dir / store.DB_NAME
+    with tqdm(total=len(todo), desc=f"sweep {folder.name}", unit="point") as bar:
+        if jobs == 1:
+            for params, name in todo:
+                _run_point(str(notebook), str(folder), params, name, smoke)
+                store.add(db, folder / f"{name}.json", root=runs_dir)
+                bar.update()
+            return
+        with ProcessPoolExecutor(max_workers=jobs) as pool:
+            futures = [pool.submit(_run_point, str(notebook), str(folder), p, n, smoke) for p, n in todo]
+            for fut in as_completed(futures):
+                name, _ = fut.result()
+                store.add(db, folder / f"{name}.json", root=runs_dir)
+                bar.update()
 
 
 def sweep(
@@ -137,9 +163,16 @@ def sweep(
     runs_dir: str | Path = "runs",
     sweep_name: str | None = None,
     smoke: bool = False,
+    strict: bool = False,
+    wait: bool = False,
 ) -> pd.DataFrame:
     """Run every grid point (``jobs`` at a time, each in its own process); return the
-    sweep's rows from the results store (one per point, parameters as ``param.*``)."""
+    sweep's rows from the results store (one per point, parameters as ``param.*``).
+
+    One sweep at a time per folder: another one running there is refused
+    (:class:`~workbench.runs.lock.FolderBusy`, naming its pid), or waited for with
+    ``wait``. A point whose record is corrupt is set aside and run again with a warning
+    naming the file, or, with ``strict``, refused before anything is changed."""
     notebook = Path(notebook)
     if not notebook.exists():
         raise FileNotFoundError(f"{notebook}: no such notebook")
@@ -149,33 +182,14 @@ def sweep(
     runs_dir = Path(runs_dir)
     folder = runs_dir / (sweep_name or sweep_id(notebook, grid))
     _open_folder(folder, notebook, grid)
-    todo = []
-    for params in parameter_grid(grid):
-        name = point_name(notebook, params)
-        status = _status(folder, name)
-        if status == "ok":
-            continue
-        if status is not None:
-            _set_aside(folder, name)
-        todo.append((params, name))
     db = runs_dir / store.DB_NAME
-    with tqdm(total=len(todo), desc=f"sweep {folder.name}", unit="point") as bar:
-        if jobs == 1:
-            for params, name in todo:
-                _run_point(str(notebook), str(folder), params, name, smoke)
-                store.add(db, folder / f"{name}.json", root=runs_dir)
-                bar.update()
-        else:
-            with ProcessPoolExecutor(max_workers=jobs) as pool:
-                futures = [pool.submit(_run_point, str(notebook), str(folder), p, n, smoke) for p, n in todo]
-                for fut in as_completed(futures):
-                    name, _ = fut.result()
-                    store.add(db, folder / f"{name}.json", root=runs_dir)
-                    bar.update()
-    for params in parameter_grid(grid):  # points finished by an earlier invocation are indexed too
-        side = folder / f"{point_name(notebook, params)}.json"
-        if side.exists():
-            store.add(db, side, root=runs_dir)
+    with lock.hold(folder, wait=wait):
+        todo = _todo(folder, notebook, grid, strict=strict)
+        _run_points(todo, notebook, folder, runs_dir, jobs=jobs, smoke=smoke)
+        for params in parameter_grid(grid):  # points finished by an earlier invocation are indexed too
+            side = folder / f"{point_name(notebook, params)}.json"
+            if side.exists():
+                store.add(db, side, root=runs_dir)
     frame = store.frame(db)
     return frame[frame["path"].str.startswith(folder.name + "/")].reset_index(drop=True)
 
