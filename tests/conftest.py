@@ -73,7 +73,11 @@ class LocalServer:
     - ``extra_length[path] = n`` -- announce ``n`` bytes more in Content-Length than the
       body holds, then close (a truncated transfer);
     - ``drop_after[path] = n`` -- announce the true length, send ``n`` bytes, then reset
-      the connection (a transfer interrupted mid-body).
+      the connection (a transfer interrupted mid-body);
+    - ``redirect[path] = location`` -- answer ``302 Found`` with that ``Location``;
+    - ``drip[path] = seconds`` -- announce the true length, then send one byte every
+      ``seconds`` (a server that never times a read out), for at most 20 s;
+    - ``no_length`` -- paths sent without Content-Length, the end marked by closing.
     """
 
     root: Path
@@ -82,6 +86,9 @@ class LocalServer:
     status: dict[str, int] = field(default_factory=dict)
     extra_length: dict[str, int] = field(default_factory=dict)
     drop_after: dict[str, int] = field(default_factory=dict)
+    redirect: dict[str, str] = field(default_factory=dict)
+    drip: dict[str, float] = field(default_factory=dict)
+    no_length: set[str] = field(default_factory=set)
 
     @property
     def url(self) -> str:
@@ -106,8 +113,15 @@ def _handler_for(server: LocalServer):
             if path in server.status:
                 self.send_error(server.status[path])
                 return
+            if path in server.redirect:
+                self.send_response(302)
+                self.send_header("Location", server.redirect[path])
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+                return
             file = server.root / path.lstrip("/")
-            if not file.is_file() or (path not in server.extra_length and path not in server.drop_after):
+            faults = (server.extra_length, server.drop_after, server.drip, server.no_length)
+            if not file.is_file() or not any(path in fault for fault in faults):
                 super().do_GET()
                 return
             body = file.read_bytes()
@@ -115,8 +129,12 @@ def _handler_for(server: LocalServer):
             sent = body[: server.drop_after[path]] if path in server.drop_after else body
             self.send_response(200)
             self.send_header("Content-Type", "application/zip")
-            self.send_header("Content-Length", str(announced))
+            if path not in server.no_length:
+                self.send_header("Content-Length", str(announced))
             self.end_headers()
+            if path in server.drip:
+                self._drip(sent, server.drip[path])
+                return
             self.wfile.write(sent)
             self.wfile.flush()
             self.close_connection = True
@@ -125,6 +143,19 @@ def _handler_for(server: LocalServer):
                 # close with SO_LINGER 0: the peer gets a reset (RST), not an orderly end (FIN)
                 self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
                 os.close(self.connection.detach())
+
+        def _drip(self, body: bytes, seconds: float) -> None:
+            stop = time.monotonic() + 20
+            for byte in body:
+                if time.monotonic() > stop:
+                    break
+                try:
+                    self.wfile.write(bytes([byte]))
+                    self.wfile.flush()
+                except OSError:  # the client gave up
+                    break
+                time.sleep(seconds)
+            self.close_connection = True
 
     return Handler
 
@@ -257,11 +288,13 @@ class FakeMovieLens:
     files: dict[str, bytes]
 
     def zip_bytes(self) -> bytes:
-        """The archive as GroupLens builds it: every file under a ``<name>/`` folder."""
+        """The archive as GroupLens builds it: every file under a ``<name>/`` folder. The
+        same bytes on every call (a fixed timestamp): ``md5`` matches a later ``write_zip``."""
         buf = io.BytesIO()
         with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as zf:
             for fname, content in self.files.items():
-                zf.writestr(f"{self.name}/{fname}", content)
+                member = zipfile.ZipInfo(f"{self.name}/{fname}", date_time=(2020, 1, 1, 0, 0, 0))
+                zf.writestr(member, content, compress_type=zipfile.ZIP_DEFLATED)
         return buf.getvalue()
 
     @property

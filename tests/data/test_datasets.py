@@ -5,11 +5,13 @@ from __future__ import annotations
 import dataclasses
 import json
 import re
+import socket
 from pathlib import Path
 
 import pandas as pd
 import pytest
 
+from workbench import cli
 from workbench.data import datasets, download, synthetic
 from workbench.data.download import MANIFEST, DownloadError
 from workbench.data.schema import DuplicateWarning, SchemaError
@@ -174,9 +176,10 @@ def test_missing_csv_column_names_the_file(fake_movielens, tmp_path):
 
 def test_nan_rating_names_the_file_and_row(fake_movielens, tmp_path):
     fake = fake_movielens("ml-100k")
-    _edit(fake, "u.data", b"2\t3\t2\t888551150", b"2\t3\t\t888551150")  # 6th line, row 5
+    _edit(fake, "u.data", b"2\t3\t2\t888551150", b"2\t3\t\t888551150")  # 6th line
     with pytest.raises(
-        SchemaError, match=r"u\.data: 1 NaN or non-numeric value\(s\) in column 'rating' \(first at row 5"
+        SchemaError,
+        match=r"u\.data: 1 missing, infinite or non-numeric value\(s\) in column 'rating' \(first at line 6",
     ):
         load_folder(fake, tmp_path)
 
@@ -184,17 +187,25 @@ def test_nan_rating_names_the_file_and_row(fake_movielens, tmp_path):
 def test_non_numeric_id_names_the_file(fake_movielens, tmp_path):
     fake = fake_movielens("ml-latest-small")
     _edit(fake, "ratings.csv", b"\n2,1,5.0", b"\nbob,1,5.0")
-    with pytest.raises(SchemaError, match=r"ratings\.csv: 1 NaN or non-numeric .* 'user_id' .*'bob'"):
+    with pytest.raises(
+        SchemaError, match=r"ratings\.csv: 1 value\(s\) in column 'user_id' .* \(first at line 5: 'bob'\)"
+    ):
         load_folder(fake, tmp_path)
 
 
 @pytest.mark.parametrize(
     ("name", "fname", "old", "new", "shown"),
     [
-        ("ml-100k", "u.data", b"1\t1\t5\t", b"1\t1\t6\t", r"outside \[1, 5\] \(first at row 0: 6.0\)"),
-        ("ml-1m", "ratings.dat", b"2::3::1::", b"2::3::0::", r"outside \[1, 5\] \(first at row 3: 0.0\)"),
-        ("ml-latest-small", "ratings.csv", b"1,4973,0.5", b"1,4973,0.0", r"outside \[0.5, 5\] \(first at row 2: 0.0\)"),
-        ("ml-latest-small", "ratings.csv", b"2,1,5.0", b"2,1,5.5", r"outside \[0.5, 5\] \(first at row 3: 5.5\)"),
+        ("ml-100k", "u.data", b"1\t1\t5\t", b"1\t1\t6\t", r"outside \[1, 5\] \(first at line 1: 6.0\)"),
+        ("ml-1m", "ratings.dat", b"2::3::1::", b"2::3::0::", r"outside \[1, 5\] \(first at line 4: 0.0\)"),
+        (
+            "ml-latest-small",
+            "ratings.csv",
+            b"1,4973,0.5",
+            b"1,4973,0.0",
+            r"outside \[0.5, 5\] \(first at line 4: 0.0\)",
+        ),
+        ("ml-latest-small", "ratings.csv", b"2,1,5.0", b"2,1,5.5", r"outside \[0.5, 5\] \(first at line 5: 5.5\)"),
     ],
 )
 def test_out_of_range_rating_names_the_file(fake_movielens, tmp_path, name, fname, old, new, shown):
@@ -270,3 +281,64 @@ def test_the_default_cache_is_the_checkouts_data_folder(monkeypatch):
     root = Path(__file__).resolve().parents[2]
     assert root / "data" == datasets.DEFAULT_DATA_DIR and datasets.data_dir() == root / "data"
     assert (root / "data" / "README.md").is_file()  # the folder the repository ships
+
+
+# --------------------------------------------------------------------------- the download command
+
+
+@pytest.mark.parametrize("form", ["zip", "folder", "parent folder"])
+def test_download_command_imports_a_local_zip_or_folder(fake_movielens, tmp_path, monkeypatch, capsys, form):
+    fake = fake_movielens("ml-1m")
+    pin(monkeypatch, "ml-1m", fake.md5)
+    source = {
+        "zip": lambda: fake.write_zip(tmp_path / "zips"),
+        "folder": lambda: fake.write_folder(tmp_path / "src"),
+        "parent folder": lambda: fake.write_folder(tmp_path / "src").parent,
+    }[form]()
+    cache = tmp_path / "cache"
+    monkeypatch.setenv("WORKBENCH_DATA_DIR", str(cache))
+
+    assert cli.main(["download", "ml-1m", "--from", str(source)]) == 0
+
+    assert capsys.readouterr().out.strip() == f"ml-1m: {cache / 'ml-1m'}"
+    assert download.verify_cache(cache / "ml-1m") is None
+    assert len(datasets.load("ml-1m", cache_dir=cache, download_ok=False).interactions) == 6
+    assert sorted(p.name for p in cache.iterdir()) == ["ml-1m"]
+
+
+def test_download_command_refuses_a_bad_local_copy_with_a_message(fake_movielens, tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("WORKBENCH_DATA_DIR", str(tmp_path / "cache"))
+    junk = tmp_path / "junk.zip"
+    junk.write_bytes(b"not a zip at all")
+    monkeypatch.setitem(datasets.SPECS, "ml-1m", dataclasses.replace(datasets.SPECS["ml-1m"], md5=None))
+
+    assert cli.main(["download", "ml-1m", "--from", str(junk)]) == 2
+    assert cli.main(["download", "ml-1m", "--from", str(tmp_path / "nowhere")]) == 2
+
+    err = capsys.readouterr().err
+    assert f"error: {junk}: not a valid zip archive" in err and "nowhere: no such file or folder" in err
+    assert not (tmp_path / "cache" / "ml-1m").exists()
+
+
+def test_download_command_offline_says_how_to_import_a_local_copy(tmp_path, monkeypatch, capsys):
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    monkeypatch.setenv("WORKBENCH_DATA_DIR", str(tmp_path / "cache"))
+    monkeypatch.setenv("WORKBENCH_DATA_URL", f"http://127.0.0.1:{port}")
+
+    assert cli.main(["download", "ml-100k"]) == 2
+
+    err = capsys.readouterr().err
+    assert "cannot connect" in err and "workbench download ml-100k --from" in err
+
+
+def test_download_command_takes_a_deadline_and_a_size_cap(fake_movielens, tmp_path, monkeypatch, capsys):
+    seen = {}
+    monkeypatch.setattr(datasets, "load", lambda name, **kw: seen.update(kw, name=name))
+    monkeypatch.setenv("WORKBENCH_DATA_DIR", str(tmp_path / "cache"))
+
+    assert cli.main(["download", "ml-1m", "--deadline", "30", "--max-mb", "12"]) == 0
+
+    assert seen["name"] == "ml-1m"
+    assert (seen["limits"].deadline_s, seen["limits"].max_archive_bytes) == (30, 12 << 20)

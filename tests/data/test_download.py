@@ -10,8 +10,14 @@ import dataclasses
 import hashlib
 import io
 import json
+import os
 import random
 import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
 import warnings
 import zipfile
 from pathlib import Path
@@ -21,6 +27,7 @@ import pytest
 
 from workbench.data import datasets, download
 from workbench.data.download import MANIFEST, DownloadError
+from workbench.data.schema import SchemaError
 
 
 def publish(server, fake, *, content: bytes | None = None, sidecar: str | None = "bsd") -> bytes:
@@ -404,3 +411,294 @@ def test_leftovers_of_a_killed_run_are_not_mistaken_for_data(local_http_server, 
 
     assert local_http_server.count("/ml-100k.zip") == 1
     assert data.source == str(cache / "ml-100k")
+
+
+# --------------------------------------------------------------------------- redirects
+
+
+@pytest.mark.parametrize("target", ["ftp://127.0.0.1:1/ml-100k.zip", "file:///etc/passwd"])
+def test_redirect_to_another_scheme_is_refused(local_http_server, fake_movielens, tmp_path, monkeypatch, target):
+    fake = fake_movielens("ml-100k")
+    publish(local_http_server, fake, sidecar=None)
+    pin(monkeypatch, "ml-100k", fake.md5)
+    local_http_server.redirect["/ml-100k.zip"] = target
+    cache = tmp_path / "cache"
+
+    with pytest.raises(DownloadError, match="refused a redirect") as err:
+        load(local_http_server, "ml-100k", cache)
+
+    assert target in str(err.value) and f"{local_http_server.url}/ml-100k.zip" in str(err.value)
+    assert leftovers(cache) == []
+
+
+def test_redirect_of_the_checksum_file_is_checked_too(local_http_server, fake_movielens, tmp_path):
+    fake = fake_movielens("ml-latest-small")
+    publish(local_http_server, fake)
+    local_http_server.redirect["/ml-latest-small.zip.md5"] = "ftp://127.0.0.1:1/ml-latest-small.zip.md5"
+
+    with pytest.raises(DownloadError, match=r"ml-latest-small\.zip\.md5: refused a redirect to 'ftp://"):
+        load(local_http_server, "ml-latest-small", tmp_path / "cache")
+
+    assert local_http_server.count("/ml-latest-small.zip") == 0
+
+
+def test_redirect_over_the_same_scheme_is_followed_to_another_host(
+    local_http_server, fake_movielens, tmp_path, monkeypatch
+):
+    fake = fake_movielens("ml-100k")
+    fake.write_zip(local_http_server.root / "mirror")
+    pin(monkeypatch, "ml-100k", fake.md5)
+    local_http_server.redirect["/ml-100k.zip"] = f"http://localhost:{local_http_server.port}/mirror/ml-100k.zip"
+
+    data = load(local_http_server, "ml-100k", tmp_path / "cache")
+
+    assert local_http_server.requests == ["/ml-100k.zip", "/mirror/ml-100k.zip"]
+    assert len(data.interactions) == 12
+
+
+def test_https_download_refuses_a_downgrade_redirect_to_http():
+    """No TLS server here: the redirect handler itself is asked, as urllib would ask it."""
+    https_guard = download.RedirectGuard.for_url("https://files.example/ml-100k.zip")
+    http_guard = download.RedirectGuard.for_url("http://mirror.example/ml-100k.zip")
+    req = urllib.request.Request("https://files.example/ml-100k.zip")
+
+    for target in ("http://files.example/ml-100k.zip", "ftp://files.example/ml-100k.zip"):
+        with pytest.raises(DownloadError, match="refused a redirect"):
+            https_guard.redirect_request(req, io.BytesIO(), 302, "Found", {}, target)
+    followed = https_guard.redirect_request(req, io.BytesIO(), 302, "Found", {}, "https://cdn.example/ml-100k.zip")
+    assert followed.full_url == "https://cdn.example/ml-100k.zip"
+    assert http_guard.schemes == {"http", "https"} and https_guard.schemes == {"https"}
+    with pytest.raises(DownloadError, match="only http"):
+        download.RedirectGuard.for_url("ftp://files.example/ml-100k.zip")
+
+
+# --------------------------------------------------------------------------- deadline and size cap
+
+
+def _in_thread(fn, seconds: float):
+    """Run ``fn`` in a daemon thread; (finished, exception raised or None)."""
+    outcome: dict = {}
+
+    def target():
+        try:
+            fn()
+        except BaseException as err:  # reported to the test
+            outcome["error"] = err
+
+    thread = threading.Thread(target=target, daemon=True)
+    thread.start()
+    thread.join(timeout=seconds)
+    return not thread.is_alive(), outcome.get("error")
+
+
+def test_dripping_server_is_cut_off_at_the_overall_deadline(local_http_server, fake_movielens, tmp_path, monkeypatch):
+    fake = fake_movielens("ml-100k")
+    publish(local_http_server, fake, sidecar=None)
+    pin(monkeypatch, "ml-100k", fake.md5)
+    local_http_server.drip["/ml-100k.zip"] = 0.05  # one byte each 50 ms: no read ever times out
+    monkeypatch.setenv("WORKBENCH_DOWNLOAD_DEADLINE", "1")
+    cache = tmp_path / "cache"
+
+    started = time.monotonic()
+    finished, error = _in_thread(lambda: load(local_http_server, "ml-100k", cache), seconds=8)
+
+    assert finished, "still downloading 8 s into a 1 s deadline"
+    assert time.monotonic() - started < 4
+    assert isinstance(error, DownloadError) and "deadline" in str(error), error
+    assert leftovers(cache) == []
+
+
+def test_response_without_length_is_cut_off_at_the_size_cap(local_http_server, fake_movielens, tmp_path, monkeypatch):
+    fake = fake_movielens("ml-100k")
+    big = publish(local_http_server, fake, content=random.randbytes(3 << 20))
+    pin(monkeypatch, "ml-100k", hashlib.md5(big).hexdigest())
+    local_http_server.no_length.add("/ml-100k.zip")
+    monkeypatch.setenv("WORKBENCH_DOWNLOAD_MAX_MB", "1")
+    cache = tmp_path / "cache"
+    written = []
+    real_open = open
+
+    def watching_open(path, mode="r", *args, **kwargs):  # the .part file's size when it is closed
+        f = real_open(path, mode, *args, **kwargs)
+        if str(path).endswith(".zip.part") and "w" in mode:
+            real_close = f.close
+            f.close = lambda: (written.append(f.tell()), real_close())[1]
+        return f
+
+    monkeypatch.setattr("builtins.open", watching_open)
+    with pytest.raises(DownloadError, match=r"more than the 1,048,576-byte cap") as err:
+        load(local_http_server, "ml-100k", cache)
+    monkeypatch.undo()
+
+    assert "/ml-100k.zip" in str(err.value)
+    assert written and max(written) <= 1 << 20
+    assert leftovers(cache) == []
+
+
+def test_announced_length_over_the_cap_is_refused_before_the_body(
+    local_http_server, fake_movielens, tmp_path, monkeypatch
+):
+    fake = fake_movielens("ml-100k")
+    big = publish(local_http_server, fake, content=random.randbytes(2 << 20))
+    pin(monkeypatch, "ml-100k", hashlib.md5(big).hexdigest())
+    cache = tmp_path / "cache"
+    limits = datasets.limits_for("ml-100k", max_archive_mb=1)
+
+    with pytest.raises(DownloadError, match=r"announces 2,097,152 bytes, more than the 1,048,576-byte cap"):
+        load(local_http_server, "ml-100k", cache, limits=limits)
+    assert leftovers(cache) == []
+
+
+def test_every_data_set_has_a_size_cap_and_deadline_with_margin(monkeypatch):
+    known = {"ml-100k": 4_924_029, "ml-1m": 5_917_549, "ml-latest-small": 978_202}  # GroupLens' archive sizes
+    monkeypatch.delenv("WORKBENCH_DOWNLOAD_DEADLINE", raising=False)
+    monkeypatch.delenv("WORKBENCH_DOWNLOAD_MAX_MB", raising=False)
+    for name, size in known.items():
+        limits = datasets.limits_for(name)
+        assert 2 * size <= limits.max_archive_bytes <= 25 * size
+        assert limits.max_archive_bytes < limits.max_unpacked_bytes <= 200 * size
+        assert 0 < limits.deadline_s <= 3600 and limits.read_timeout_s <= limits.deadline_s
+
+    assert datasets.limits_for("ml-1m", deadline_s=5, max_archive_mb=50).deadline_s == 5
+    assert datasets.limits_for("ml-1m", max_archive_mb=50).max_archive_bytes == 50 << 20
+    monkeypatch.setenv("WORKBENCH_DOWNLOAD_DEADLINE", "7.5")
+    monkeypatch.setenv("WORKBENCH_DOWNLOAD_MAX_MB", "3")
+    assert datasets.limits_for("ml-1m").deadline_s == 7.5
+    assert datasets.limits_for("ml-1m").max_archive_bytes == 3 << 20
+    assert datasets.limits_for("ml-1m", deadline_s=9).deadline_s == 9  # an argument beats the environment
+    monkeypatch.setenv("WORKBENCH_DOWNLOAD_DEADLINE", "soon")
+    with pytest.raises(ValueError, match=r"WORKBENCH_DOWNLOAD_DEADLINE='soon'"):
+        datasets.limits_for("ml-1m")
+
+
+# --------------------------------------------------------------------------- zip bombs and junk archives
+
+
+def test_zip_bomb_is_refused_before_it_reaches_the_cache(local_http_server, fake_movielens, tmp_path, monkeypatch):
+    fake = fake_movielens("ml-100k")
+    fake.files["u.extra"] = bytes(30 << 20)  # 30 MB of zeros: about 30 KB deflated, a ratio near 1000
+    archive = publish(local_http_server, fake, sidecar=None)
+    pin(monkeypatch, "ml-100k", fake.md5)
+    cache = tmp_path / "cache"
+    assert len(archive) < 200_000
+
+    for attempt in (1, 2):  # a rejected archive is never reused: the second load asks again
+        with pytest.raises(DownloadError, match=r"u\.extra.* expands .* times") as err:
+            load(local_http_server, "ml-100k", cache)
+        assert "/ml-100k.zip" in str(err.value)
+        assert leftovers(cache) == []
+        assert local_http_server.count("/ml-100k.zip") == attempt
+
+
+def test_archive_expanding_past_the_unpacked_cap_is_refused(local_http_server, fake_movielens, tmp_path, monkeypatch):
+    fake = fake_movielens("ml-100k")
+    fake.files["README"] = random.randbytes(300_000)  # incompressible: only the total size gives it away
+    publish(local_http_server, fake, sidecar=None)
+    pin(monkeypatch, "ml-100k", fake.md5)
+    cache = tmp_path / "cache"
+    limits = dataclasses.replace(datasets.limits_for("ml-100k"), max_unpacked_bytes=200_000)
+
+    with pytest.raises(DownloadError, match=r"expands to \d[\d,]* bytes, more than the 200,000-byte cap"):
+        load(local_http_server, "ml-100k", cache, limits=limits)
+    assert leftovers(cache) == []
+
+
+def test_local_zip_bomb_is_refused_too(fake_movielens, tmp_path, monkeypatch):
+    fake = fake_movielens("ml-1m")
+    fake.files["ratings.dat"] += bytes(20 << 20)
+    archive = fake.write_zip(tmp_path / "zips")
+    pin(monkeypatch, "ml-1m", fake.md5)
+    cache = tmp_path / "cache"
+
+    with pytest.raises(DownloadError, match=r"ratings\.dat.* expands"):
+        datasets.load("ml-1m", path=archive, cache_dir=cache)
+    assert leftovers(cache) == []
+
+
+def test_archive_without_the_expected_files_is_not_cached(local_http_server, fake_movielens, tmp_path, monkeypatch):
+    fake = fake_movielens("ml-100k")
+    del fake.files["u.item"], fake.files["u.genre"]
+    publish(local_http_server, fake, sidecar=None)
+    pin(monkeypatch, "ml-100k", fake.md5)
+    cache = tmp_path / "cache"
+
+    with pytest.raises(DownloadError, match=r"ml-100k\.zip: does not contain the ml-100k files") as err:
+        load(local_http_server, "ml-100k", cache)
+
+    assert "nothing was cached" in str(err.value) and ".tmp-" not in str(err.value)
+    assert leftovers(cache) == []
+
+
+def test_archive_whose_files_do_not_parse_is_not_cached(local_http_server, fake_movielens, tmp_path, monkeypatch):
+    fake = fake_movielens("ml-100k")
+    fake.files["u.data"] = fake.files["u.data"].replace(b"3\t2\t5\t", b"3\tx\t5\t", 1)
+    publish(local_http_server, fake, sidecar=None)
+    pin(monkeypatch, "ml-100k", fake.md5)
+    cache = tmp_path / "cache"
+
+    for attempt in (1, 2):
+        with pytest.raises(SchemaError, match=r"ml-100k\.zip: ml-100k/u\.data: .*item_id.* line 8: 'x'") as err:
+            load(local_http_server, "ml-100k", cache)
+        assert "nothing was cached" in str(err.value) and ".tmp-" not in str(err.value)
+        assert leftovers(cache) == []
+        assert local_http_server.count("/ml-100k.zip") == attempt
+
+
+@pytest.mark.parametrize(
+    ("name", "fname", "make_junk"),
+    [
+        ("ml-latest-small", "ratings.csv", lambda: ",".join(f"c{i}" for i in range(50_000)).encode() + b"\n1,2,3,4\n"),
+        ("ml-100k", "u.data", lambda: b"1\t1\t5\t874965758\n" + b"x" * 200_000 + b"\t1\t5\t1\n"),
+        ("ml-100k", "u.item", lambda: b"7" * 100_000 + b"|" + b"|".join([b"t"] * 23) + b"\n"),
+        ("ml-latest-small", "ratings.csv", lambda: b"userId,movieId,rating,timestamp\n1,1," + b"9" * 100_000 + b",1\n"),
+        ("ml-1m", "ratings.dat", lambda: b"1::1::5::978300760\n" + b"y" * 100_000 + b"\n"),
+    ],
+)
+def test_parse_errors_quote_only_a_short_excerpt(fake_movielens, tmp_path, name, fname, make_junk):
+    fake = fake_movielens(name)
+    fake.files[fname] = make_junk()
+
+    with pytest.raises(SchemaError) as err:
+        datasets.load(name, path=fake.write_folder(tmp_path / "src"), cache_dir=tmp_path / "cache")
+
+    message = str(err.value)
+    assert fname in message
+    assert len(message) < 400 + len(str(tmp_path)), message[:1000]
+
+
+# --------------------------------------------------------------------------- offline, and leftovers of killed runs
+
+
+def test_offline_download_says_how_to_import_a_local_copy(tmp_path):
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    with pytest.raises(DownloadError, match=r"cannot connect") as err:
+        datasets.load("ml-100k", base_url=f"http://127.0.0.1:{port}", cache_dir=tmp_path)
+    assert "workbench download ml-100k --from" in str(err.value)
+
+
+def _dead_pid() -> int:
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    proc.wait()
+    return proc.pid
+
+
+def test_partial_files_of_a_killed_download_are_removed_by_the_next_run(
+    local_http_server, fake_movielens, tmp_path, monkeypatch
+):
+    fake = fake_movielens("ml-100k")
+    publish(local_http_server, fake, sidecar=None)
+    pin(monkeypatch, "ml-100k", fake.md5)
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    dead, alive = _dead_pid(), os.getppid()
+    (cache / f".tmp-ml-100k.pid{dead}.k2j4h1x0.zip.part").write_bytes(fake.zip_bytes()[:100])
+    (cache / f".tmp-ml-1m.pid{dead}.a8s7d6f5.zip.part").write_bytes(b"x" * 100)
+    fake.write_folder(cache / f".tmp-ml-100k.pid{dead}.q1w2e3r4")
+    (cache / ".tmp-ml-100k-abc.zip.part").write_bytes(b"x")  # an older layout that names no process
+    (cache / f".tmp-ml-100k.pid{alive}.z9x8c7v6.zip.part").write_bytes(b"x")  # a download still running
+
+    load(local_http_server, "ml-100k", cache)
+
+    assert leftovers(cache) == [f".tmp-ml-100k.pid{alive}.z9x8c7v6.zip.part", "ml-100k"]

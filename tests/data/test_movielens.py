@@ -2,8 +2,14 @@
 
 from __future__ import annotations
 
+import re
+import tempfile
+from pathlib import Path
+
 import pandas as pd
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from workbench.data import datasets, movielens, text
 from workbench.data.schema import SchemaError
@@ -270,3 +276,215 @@ def test_real_ml_100k(shared_ml100k, tmp_path):
     summary = data.summary()
     assert (summary["first_interaction"], summary["last_interaction"]) == ("1997-09-20", "1998-04-22")
     assert summary["density"] == pytest.approx(100000 / (943 * 1682))
+
+
+# --------------------------------------------------------------------------- ids: strict, with file and line
+
+# Text that is not a non-negative integer fitting int64; each must be refused, never coerced.
+BAD_IDS = ["1.5", "-7", str(2**70), str(2**63), "", "abc", "1.0", "1e3", "0x10", "\u0663", "True"]
+LAYOUTS = {  # file -> (parser, separator, header lines, line to spoil, field holding an id)
+    "u.data": (movielens.parse_ml_100k, "\t", 0, 3, 0),
+    "u.item": (movielens.parse_ml_100k, "|", 0, 2, 0),
+    "u.user": (movielens.parse_ml_100k, "|", 0, 4, 0),
+    "ratings.dat": (movielens.parse_ml_1m, "::", 0, 5, 1),
+    "movies.dat": (movielens.parse_ml_1m, "::", 0, 2, 0),
+    "ratings.csv": (movielens.parse_ml_latest_small, ",", 1, 4, 0),
+    "movies.csv": (movielens.parse_ml_latest_small, ",", 1, 3, 0),
+}
+
+
+def _dataset_of(fname: str) -> str:
+    return {"dat": "ml-1m", "csv": "ml-latest-small"}.get(fname.rsplit(".", 1)[-1], "ml-100k")
+
+
+def _spoil(content: bytes, sep: str, line: int, field: int, value: str, encoding: str = "latin-1") -> bytes:
+    lines = content.decode(encoding).split("\n")
+    fields = lines[line - 1].split(sep)
+    fields[field] = value
+    lines[line - 1] = sep.join(fields)
+    return "\n".join(lines).encode("utf-8" if encoding == "utf-8" else encoding, errors="strict")
+
+
+@pytest.mark.parametrize("bad", BAD_IDS)
+@pytest.mark.parametrize("fname", list(LAYOUTS))
+def test_ids_that_are_not_int64_integers_are_refused_with_file_and_line(fake_movielens, tmp_path, fname, bad):
+    parse, sep, _, line, field = LAYOUTS[fname]
+    fake = fake_movielens(_dataset_of(fname))
+    encoding = "utf-8" if fname.endswith(".csv") else "latin-1"
+    if bad == "\u0663" and encoding == "latin-1":
+        bad = "\xb3"  # latin-1 has no Arabic-Indic digit; superscript three is its nearest trap
+    fake.files[fname] = _spoil(fake.files[fname], sep, line, field, bad, encoding)
+
+    with pytest.raises(SchemaError) as err:
+        parse(fake.write_folder(tmp_path))
+
+    message = str(err.value)
+    assert f"{fname}: " in message and re.search(rf"\bline {line}\b", message), message
+    assert f": {bad!r})" in message or f": {bad})" in message, message  # the value, quoted or as a number
+
+
+def test_fractional_timestamp_is_refused_with_file_and_line(fake_movielens, tmp_path):
+    fake = fake_movielens("ml-100k")
+    fake.files["u.data"] = _spoil(fake.files["u.data"], "\t", 6, 3, "888551150.5")
+    with pytest.raises(SchemaError, match=r"u\.data: .*'timestamp'.* line 6: '888551150\.5'"):
+        movielens.parse_ml_100k(fake.write_folder(tmp_path))
+
+
+def test_line_numbers_count_blank_lines_and_the_header(fake_movielens, tmp_path):
+    fake = fake_movielens("ml-latest-small")
+    lines = fake.files["ratings.csv"].split(b"\n")
+    lines[5] = lines[5].replace(b"2,", b"-2,", 1)  # line 6
+    lines.insert(2, b"")  # a blank line 3: the bad row is now on line 7
+    fake.files["ratings.csv"] = b"\n".join(lines)
+    with pytest.raises(SchemaError, match=r"ratings\.csv: .*'user_id'.* line 7: -2\)"):
+        movielens.parse_ml_latest_small(fake.write_folder(tmp_path))
+
+
+@pytest.mark.parametrize(
+    ("fname", "content"),
+    [
+        ("u.data", b""),
+        ("u.data", b"\n\n"),
+        ("u.item", b""),
+        ("u.user", b""),
+        ("ratings.dat", b""),
+        ("movies.dat", b""),
+        ("ratings.csv", b""),
+        ("ratings.csv", b"userId,movieId,rating,timestamp\n"),
+        ("movies.csv", b"movieId,title,genres\n"),
+    ],
+)
+def test_empty_files_are_a_schema_error_naming_the_file(fake_movielens, tmp_path, fname, content):
+    fake = fake_movielens(_dataset_of(fname))
+    fake.files[fname] = content
+    parse = LAYOUTS[fname][0]
+    with pytest.raises(SchemaError, match=rf"{re.escape(fname)}: (empty file|no data rows)"):
+        parse(fake.write_folder(tmp_path))
+
+
+def test_genre_flags_other_than_0_or_1_are_refused(fake_movielens, tmp_path):
+    fake = fake_movielens("ml-100k")
+    fake.files["u.item"] = _spoil(fake.files["u.item"], "|", 3, 7, "yes")
+    with pytest.raises(SchemaError, match=r"u\.item: .*genre flag.* line 3: 'yes'"):
+        movielens.parse_ml_100k(fake.write_folder(tmp_path))
+
+
+def test_numeric_titles_and_genres_parse_as_text(fake_movielens, tmp_path):
+    fake = fake_movielens("ml-1m")
+    fake.files["movies.dat"] = b"1::1984::1\n2::2001::2\n3::42::3\n"
+    _, items, _ = movielens.parse_ml_1m(fake.write_folder(tmp_path))
+    assert items["title"].tolist() == ["1984", "2001", "42"] and items["genres"].tolist() == [("1",), ("2",), ("3",)]
+
+
+# --------------------------------------------------------------------------- properties (hypothesis)
+
+_FIELD = st.one_of(
+    st.integers(-(2**70), 2**70).map(str),
+    st.floats().map(repr),
+    st.sampled_from(["", " ", "1.5", "-7", "0", "+3", " 4 ", "nan", "inf", "1e3", "\u0663", "\x00", '"', "::"]),
+    st.text(st.characters(codec="utf-8", exclude_characters="\n\r"), max_size=6),
+)
+
+
+def _lines(sep: str):
+    return st.lists(st.lists(_FIELD, max_size=6).map(sep.join), max_size=8)
+
+
+def _write(root: Path, fname: str, content: bytes) -> None:
+    (root / fname).write_bytes(content)
+
+
+@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    fname=st.sampled_from(["u.data", "u.item", "u.user"]),
+    lines=_lines("\t") | _lines("|"),
+    junk=st.none() | st.binary(max_size=64),
+)
+def test_random_ml_100k_lines_raise_nothing_but_schema_error(fake_movielens, fname, lines, junk):
+    with tempfile.TemporaryDirectory() as tmp:
+        root = fake_movielens("ml-100k").write_folder(Path(tmp))
+        _write(root, fname, junk if junk is not None else "\n".join(lines).encode("utf-8"))
+        try:
+            inter, items, _ = movielens.parse_ml_100k(root, rating_range=(1, 5))
+        except SchemaError as err:
+            assert len(str(err)) < 400 + len(tmp)
+            return
+    assert inter.dtypes.astype(str).tolist() == ["int64", "int64", "float64", "int64"]
+    assert (inter[["user_id", "item_id"]] >= 0).all().all() and inter["rating"].between(1, 5).all()
+    assert items["item_id"].dtype == "int64" and (items["item_id"] >= 0).all()
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(name=st.sampled_from(["ml-1m", "ml-latest-small"]), data=st.data())
+def test_random_ratings_lines_of_other_layouts_raise_nothing_but_schema_error(fake_movielens, name, data):
+    fname, sep = {"ml-1m": ("ratings.dat", "::"), "ml-latest-small": ("ratings.csv", ",")}[name]
+    lines = data.draw(_lines(sep))
+    header = "userId,movieId,rating,timestamp\n" if name == "ml-latest-small" else ""
+    with tempfile.TemporaryDirectory() as tmp:
+        root = fake_movielens(name).write_folder(Path(tmp))
+        _write(root, fname, (header + "\n".join(lines)).encode("utf-8"))
+        parse = movielens.parse_ml_1m if name == "ml-1m" else movielens.parse_ml_latest_small
+        try:
+            inter, _, _ = parse(root)
+        except SchemaError:
+            return
+    assert inter.dtypes.astype(str).tolist() == ["int64", "int64", "float64", "int64"]
+    assert (inter[["user_id", "item_id"]] >= 0).all().all()
+
+
+_ID = st.integers(0, 2**63 - 1)
+_ROWS = st.lists(
+    st.tuples(_ID, _ID, st.integers(1, 10).map(lambda r: r / 2), st.integers(-(2**62), 2**63 - 1)),
+    min_size=1,
+    max_size=25,
+    unique_by=lambda r: (r[0], r[1]),
+)
+
+
+RATINGS_FILES = {  # layout -> (file, separator, header)
+    "ml-100k": ("u.data", "\t", ""),
+    "ml-1m": ("ratings.dat", "::", ""),
+    "ml-latest-small": ("ratings.csv", ",", "userId,movieId,rating,timestamp\n"),
+}
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(rows=_ROWS, blank_every=st.integers(0, 4), name=st.sampled_from(list(RATINGS_FILES)))
+def test_well_formed_ratings_round_trip_exactly(fake_movielens, rows, blank_every, name):
+    fname, sep, header = RATINGS_FILES[name]
+    text = []
+    for n, (u, i, r, t) in enumerate(rows):
+        text.append(sep.join([str(u), str(i), f"{r:g}", str(t)]))
+        if blank_every and n % blank_every == 0:
+            text.append("")
+    with tempfile.TemporaryDirectory() as tmp:
+        root = fake_movielens(name).write_folder(Path(tmp))
+        _write(root, fname, (header + "\n".join(text) + "\n").encode("utf-8"))
+        parse = {"ml-100k": movielens.parse_ml_100k, "ml-1m": movielens.parse_ml_1m}.get(
+            name, movielens.parse_ml_latest_small
+        )
+        inter, _, _ = parse(root)
+    assert [list(r) for r in inter.itertuples(index=False)] == [list(r) for r in rows]
+    assert inter.dtypes.astype(str).tolist() == ["int64", "int64", "float64", "int64"]
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    rows=st.lists(st.tuples(_ID, _ID), min_size=1, max_size=15, unique_by=lambda r: r),
+    bad=st.sampled_from([b for b in BAD_IDS if b != "\u0663"]),
+    where=st.integers(0, 15),
+    column=st.sampled_from([0, 1]),
+)
+def test_a_bad_id_anywhere_is_reported_at_its_line(fake_movielens, rows, bad, where, column):
+    lines = [f"{u}\t{i}\t3\t1" for u, i in rows]
+    where = min(where, len(lines))
+    fields = ["5", "5", "3", "1"]
+    fields[column] = bad
+    lines.insert(where, "\t".join(fields))
+    with tempfile.TemporaryDirectory() as tmp:
+        root = fake_movielens("ml-100k").write_folder(Path(tmp))
+        _write(root, "u.data", ("\n".join(lines) + "\n").encode())
+        with pytest.raises(SchemaError) as err:
+            movielens.parse_ml_100k(root)
+    assert "u.data: " in str(err.value)
+    assert re.search(rf"line {where + 1}\b", str(err.value)), str(err.value)
