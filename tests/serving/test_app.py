@@ -5,6 +5,7 @@ overload, shutdown under load). Each server is stopped by its context manager.""
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import signal
 import socket
@@ -20,7 +21,7 @@ import pytest
 from workbench import models
 from workbench.data.matrix import UnknownIdError
 from workbench.serving.adapters import Recommendation
-from workbench.serving.app import ServerThread, create_app
+from workbench.serving.app import ServerThread, create_app, exposure_warning
 from workbench.serving.service import RecommendationService, ServingConfig
 
 N_ITEMS = 1000
@@ -65,9 +66,9 @@ class EchoModel:
         return self.updates[user]
 
 
-def serve(model=None, **options) -> ServerThread:
+def serve(model=None, *, token: str | None = None, **options) -> ServerThread:
     config = ServingConfig(**{"max_wait_ms": 1.0, **options})
-    return ServerThread(create_app(RecommendationService(model or EchoModel(), config)), grace_s=5)
+    return ServerThread(create_app(RecommendationService(model or EchoModel(), config), token=token), grace_s=5)
 
 
 async def fetch_many(url: str, users, *, k: int = 3, timeout: float = 20.0):
@@ -163,7 +164,6 @@ def test_bad_k_or_id_is_422(path, shared):
         b'{"user_id": 1, "item_id": 2.5}',
         b'{"user_id": -1, "item_id": 2}',
         b'{"user_id": 1, "item_id": 2, "extra": 3}',
-        b'{"user_id": 1, "item_id": 5000}',  # an unknown item
     ],
 )
 def test_bad_interaction_is_422_and_changes_nothing(body, shared):
@@ -340,7 +340,167 @@ def test_cli_serve_binds_loopback_and_stops_on_sigint():
         assert len(body["items"]) == 3
         proc.send_signal(signal.SIGINT)
         assert proc.wait(timeout=20) == 0
+        output = proc.stdout.read().decode()
+        assert "GET /recommend/1" not in output and "GET /health" not in output  # no access log by default
     finally:
         if proc.poll() is None:
             proc.kill()
             proc.wait(5)
+
+
+# -- exposure: the token on write endpoints -----------------------------------------------
+
+
+def test_write_endpoints_require_the_token_when_one_is_set():
+    model = EchoModel()
+    with serve(model, token="s3cret-token") as server, httpx.Client(base_url=server.url, timeout=10) as client:
+        body = {"user_id": 5, "item_id": 42}
+        wrong = ("Bearer wrong", "s3cret-token", "Bearer", "Basic czNjcmV0LXRva2Vu", "Bearer s3cret-token2")
+        for headers in ({}, *({"Authorization": value} for value in wrong)):
+            r = client.post("/interactions", json=body, headers=headers)
+            assert r.status_code == 401 and r.headers["www-authenticate"] == "Bearer", (headers, r.text)
+        assert model.updates == {}  # refused before anything changed
+        r = client.post("/interactions", json=body, headers={"Authorization": "Bearer s3cret-token"})
+        assert r.status_code == 200 and model.updates == {5: 1}
+        assert client.get("/recommend/5").status_code == 200  # reads stay open
+        assert client.get("/health").status_code == 200
+    with serve(EchoModel()) as server:  # no token: writes are open (on loopback)
+        assert httpx.post(f"{server.url}/interactions", json=body, timeout=10).status_code == 200
+
+
+def test_binding_beyond_loopback_warns_what_becomes_reachable():
+    for host in ("127.0.0.1", "localhost", "::1", "127.0.0.2"):
+        assert exposure_warning(host, token=None) is None
+    for host in ("0.0.0.0", "::", "192.168.1.20", "my-host.example"):
+        warning = exposure_warning(host, token=None)
+        assert host in warning and "POST /interactions" in warning and "/docs" in warning, warning
+        assert "without a token" in warning and "WORKBENCH_TOKEN" in warning
+    protected = exposure_warning("0.0.0.0", token="x")
+    assert "POST /interactions" in protected and "requires the token" in protected
+
+
+# -- the cache is capped by what it holds ----------------------------------------------------
+
+
+def test_distinct_large_k_requests_never_grow_the_cache_past_its_cap():
+    service = RecommendationService(EchoModel(), ServingConfig(max_wait_ms=0, cache_size=5_000))
+    with ServerThread(create_app(service)) as server, httpx.Client(base_url=server.url, timeout=10) as client:
+        for user in range(20):
+            assert client.get(f"/recommend/{user}", params={"k": 1000}).status_code == 200
+            stored = sum(len(answer.items) for _, answer, _ in service.cache._entries.values())
+            assert stored <= 5_000
+        metrics = client.get("/metrics").text
+    assert "workbench_cache_items 5000.0" in metrics and "workbench_cache_max_items 5000.0" in metrics
+    assert "workbench_cache_entries 5.0" in metrics
+
+
+# -- shed early, not late ------------------------------------------------------------------
+
+
+async def open_loop(url: str, *, rate: float, n: int, k: int = 3) -> list[tuple[int, float]]:
+    """``n`` GETs for distinct users sent at ``rate`` per second whatever the answers do
+    -> (status, seconds from send to answer) each; 0 for a transport error."""
+    async with httpx.AsyncClient(base_url=url, timeout=20, limits=httpx.Limits(max_connections=500)) as client:
+
+        async def one(user: int) -> tuple[int, float]:
+            sent = time.perf_counter()
+            try:
+                status = (await client.get(f"/recommend/{user}", params={"k": k})).status_code
+            except httpx.TransportError:
+                status = 0
+            return status, time.perf_counter() - sent
+
+        start, tasks = time.perf_counter(), []
+        for user in range(n):
+            await asyncio.sleep(max(0.0, start + user / rate - time.perf_counter()))
+            tasks.append(asyncio.ensure_future(one(user)))
+        return await asyncio.gather(*tasks)
+
+
+def test_open_loop_overload_is_shed_early_with_503_not_late_504():
+    """50 ms batches of two: 40 requests/s. At 3x that for a second, with a 300 ms
+    deadline, what cannot make it is refused at admission; no answer comes late."""
+    model = EchoModel(delay_s=0.05)
+    with serve(model, max_batch_size=2, max_wait_ms=0, timeout_ms=300) as server:
+        results = asyncio.run(open_loop(server.url, rate=120, n=120))
+    statuses = [s for s, _ in results]
+    assert set(statuses) <= {200, 503, 504}, statuses
+    assert statuses.count(200) >= 20 and statuses.count(503) >= 40, statuses
+    assert statuses.count(504) <= 12, statuses  # a misestimate now and then, not the rule
+    shed = sorted(t for s, t in results if s == 503)
+    assert shed[len(shed) // 2] < 0.1  # refused at once, not after waiting out the deadline
+    assert max(t for s, t in results if s == 200) < 0.3 + 0.2  # the deadline plus a margin
+
+
+class SlowLookup(EchoModel):
+    """An :class:`EchoModel` whose first ``knows()`` blocks the event loop for 0.3 s: time
+    a request spends inside the server before it reaches the batcher."""
+
+    def knows(self, user):
+        if not self.batches and not getattr(self, "stalled", False):
+            self.stalled = True
+            time.sleep(0.3)
+        return super().knows(user)
+
+
+def test_time_spent_before_the_batcher_counts_against_the_deadline():
+    model = SlowLookup(delay_s=0.05)
+    with serve(model, timeout_ms=200) as server:
+        sent = time.perf_counter()
+        r = httpx.get(f"{server.url}/recommend/1", timeout=10)
+        took = time.perf_counter() - sent
+        assert r.status_code == 504 and took < 0.3 + 0.15, (r.status_code, took)  # not a 200 at ~0.35 s
+        assert model.batches == []  # it never reached the model
+        assert httpx.get(f"{server.url}/recommend/1", timeout=10).status_code == 200
+
+
+# -- what a 422 sends back, HEAD, per-endpoint counts ------------------------------------
+
+
+def test_a_422_echoes_only_a_short_excerpt_of_the_offending_input(shared):
+    server, model = shared
+    long = "x" * 5_000
+    bodies = [
+        {"user_id": 1, "item_id": 2, long: 3},  # a long unknown field name
+        {"user_id": long, "item_id": 2},  # a long wrong-typed value
+        {"user_id": 1, "item_id": [long, long]},
+        {"user_id": 1, "item_id": 2, **{f"{i}{long[:100]}": i for i in range(100)}},  # many unknown fields
+    ]
+    for body in bodies:
+        r = httpx.post(f"{server.url}/interactions", json=body, timeout=30)
+        assert r.status_code == 422, r.status_code
+        problems = r.json()["detail"]
+        assert all(len(json.dumps(problem)) < 300 for problem in problems), max(map(len, map(json.dumps, problems)))
+        assert "xxxxxxxxxx" in r.text  # an excerpt, enough to recognise it
+    r = httpx.post(f"{server.url}/interactions", json={"user_id": 1, "item_id": 2, "x" * 10_000_000: 3}, timeout=30)
+    assert r.status_code == 413 and len(r.content) < 200  # a 10 MB body is not even read
+    for path in (f"/recommend/{'9' * 5000}", f"/recommend/1?k={'7' * 5000}", f"/recommend/{'a' * 5000}"):
+        r = httpx.get(server.url + path, timeout=10)
+        assert r.status_code == 422 and len(r.content) < 2_000, (path[:30], len(r.content))
+    assert model.updates == {}
+
+
+def test_head_health_answers_200_for_load_balancers(shared):
+    server, _ = shared
+    r = httpx.head(f"{server.url}/health", timeout=10)
+    assert r.status_code == 200 and r.content == b""
+
+
+def test_invalid_requests_are_counted_per_endpoint():
+    with serve() as server, httpx.Client(base_url=server.url, timeout=10) as client:
+        for path in ("/recommend/-1", "/recommend/1?k=0"):
+            assert client.get(path).status_code == 422
+        for body in ({"user_id": 1}, {"user_id": "1", "item_id": 2}, {"user_id": 1, "item_id": 2, "x": 1}):
+            assert client.post("/interactions", json=body).status_code == 422
+        assert client.post("/interactions", json={"user_id": 1, "item_id": 5000}).status_code == 404
+        metrics = client.get("/metrics").text
+    assert 'workbench_invalid_requests_total{endpoint="recommend"} 2.0' in metrics
+    assert 'workbench_invalid_requests_total{endpoint="interactions"} 4.0' in metrics  # 3 malformed + 1 unknown item
+    assert 'workbench_requests_total{outcome="invalid"} 2.0' in metrics  # recommendation requests only
+
+
+def test_an_unknown_item_is_404_and_changes_nothing(shared):
+    server, model = shared
+    r = httpx.post(f"{server.url}/interactions", json={"user_id": 1, "item_id": 5000}, timeout=10)
+    assert r.status_code == 404 and "5000" in r.json()["detail"]
+    assert model.updates == {}

@@ -283,3 +283,62 @@ def test_close_drains_both_lanes():
     results, depth = run(main())
     assert results == [2 * i for i in range(9)] and depth == 0
     assert sorted(r for batch in fn.batches for r in batch) == list(range(9))  # none lost or duplicated
+
+
+# -- deadlines and admission by expected wait ----------------------------------------------
+
+
+class Sleeper:
+    """A batch function whose batch time the test controls: each call sleeps ``batch_s``."""
+
+    def __init__(self, batch_s: float) -> None:
+        self.batch_s = batch_s
+        self.batches: list[list[int]] = []
+
+    def __call__(self, requests):
+        time.sleep(self.batch_s)
+        self.batches.append(list(requests))
+        return [2 * r for r in requests]
+
+
+def test_the_deadline_counts_from_arrival_not_from_entering_the_batcher():
+    fn = Sleeper(0.0)
+
+    async def main():
+        async with MicroBatcher(fn, BatcherConfig(max_batch_size=4, max_wait_ms=0, timeout_ms=300)) as b:
+            started = time.perf_counter()
+            with pytest.raises(RequestTimeout):  # it arrived 0.5 s ago: already past its 0.3 s
+                await b.submit(1, arrived=started - 0.5)
+            late = time.perf_counter() - started
+            on_time = await b.submit(2, arrived=time.perf_counter() - 0.1)  # 0.2 s left: answered
+            return late, on_time
+
+    late, on_time = run(main())
+    assert late < 0.1 and on_time == 4
+    assert fn.batches == [[2]]  # the late one never reached the model
+
+
+def test_a_request_whose_expected_wait_exceeds_its_deadline_is_refused_at_admission():
+    """With 50 ms batches of one, a 120 ms deadline leaves room for two requests in the
+    queue; the rest are refused at once (503) instead of timing out there (504)."""
+    fn = Sleeper(0.05)
+
+    async def main():
+        config = BatcherConfig(max_batch_size=1, max_wait_ms=0, max_queue=1000, timeout_ms=120)
+        async with MicroBatcher(fn, config) as b:
+            await b.submit(0)  # one measured batch
+            started = time.perf_counter()
+            tasks = [asyncio.ensure_future(b.submit(i)) for i in range(1, 11)]
+            await asyncio.sleep(0.01)
+            refused = [t for t in tasks if t.done() and isinstance(t.exception(), Overloaded)]
+            refused_after = time.perf_counter() - started
+            results = await asyncio.gather(*tasks, return_exceptions=True)
+            return len(refused), refused_after, results, b.expected_wait_s()
+
+    refused, refused_after, results, idle_wait = run(main())
+    answered = [r for r in results if not isinstance(r, Exception)]
+    timeouts = [r for r in results if isinstance(r, RequestTimeout)]
+    assert refused >= 7 and refused_after < 0.1  # refused at admission, not after waiting
+    assert len(answered) >= 1 and len(timeouts) <= 1
+    assert refused + len(answered) + len(timeouts) == 10
+    assert 0.02 < idle_wait < 0.2  # one measured batch (~50 ms) when idle

@@ -37,3 +37,23 @@ def test_cache_key_includes_the_model_version():
     cache = TopKCache(10)
     cache.put((1, 10, "v1"), "old")
     assert cache.get((1, 10, "v2")) is None
+
+
+def test_cache_is_capped_by_items_stored_not_by_entries():
+    """Distinct large-k answers fill the cache by what they hold: the items stored never
+    pass ``max_items``, whatever the entry count, and the least recently used go first."""
+    cache = TopKCache(max_items=2_500)
+    for user in range(40):
+        cache.put((user, 1000, "v"), f"answer {user}", items=1000)
+        stored = sum(cache._entries[key][2] for key in cache._entries)  # recounted, not the cache's own sum
+        assert stored == cache.items <= 2_500
+    assert len(cache) == 2 and cache.get((39, 1000, "v")) == "answer 39" and cache.get((37, 1000, "v")) is None
+    cache.put((99, 5000, "v"), "too big for the whole cache", items=5000)
+    assert cache.get((99, 5000, "v")) is None and cache.items == 2_000  # not stored, nothing evicted for it
+    for user in range(100):  # small answers: many entries, still within the cap
+        cache.put((user, 10, "v"), "small", items=10)
+    assert cache.items == 2_000 and len(cache) == 101  # the least recently used large answer made room
+    assert cache.get((39, 1000, "v")) == "answer 39"
+    assert cache.invalidate_user(99) == 1 and cache.items == 1_990
+    with pytest.raises(ValueError):
+        TopKCache(max_items=-1)

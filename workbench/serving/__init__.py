@@ -3,10 +3,12 @@ and the load generators that measure it.
 
 - :mod:`.adapters` -- a fitted model as a servable: batched top-k, online updates, cold start;
 - :mod:`.batcher` -- the asyncio dynamic micro-batcher (with a priority lane);
-- :mod:`.cache` -- the top-k answer cache;
+- :mod:`.cache` -- the top-k answer cache, capped by the items it holds;
 - :mod:`.service` -- the serving core: validation, cache, batcher, counters;
-- :mod:`.app` -- the FastAPI app over the core (admission control, metrics), and a
-  server thread;
+- :mod:`.exporter` -- the core's counters as Prometheus metrics;
+- :mod:`.problems` -- what an error body may quote of the input (short excerpts);
+- :mod:`.app` -- the FastAPI app over the core (admission control, write token, error
+  bodies, metrics), and a server thread;
 - :mod:`.load` -- closed- and open-loop load generators, in-process or over HTTP;
 - :mod:`.scenarios` -- notebook 06's experiments built from them.
 

@@ -12,7 +12,13 @@ the requests of that batch, and the worker goes on with the next one.
   its batch leaves at once -- it waits neither for company nor for the batch the
   main lane is computing. With ``priority_lane=False`` every request takes the main lane.
 - Backpressure: a full queue raises :class:`Overloaded` at once (HTTP 503), never waits.
-- Timeout: a request not answered within ``timeout_ms`` raises :class:`RequestTimeout`.
+- Deadline: a request not answered within ``timeout_ms`` of its *arrival* (``submit(...,
+  arrived=t)``, the time it reached the server; by default the call itself) raises
+  :class:`RequestTimeout` (HTTP 504); one already past it is refused without queueing.
+- Admission by time: a request whose expected wait -- the batches ahead of it in its
+  lane, the one being computed included, times the lane's measured batch time (a moving
+  average) -- already exceeds what is left of its deadline raises :class:`Overloaded` at
+  once, rather than timing out in the queue: shed early, not late.
 - Cancellation (a client that went away, a timeout): the request is skipped if its batch
   has not started, and its result is dropped if it has; no other request notices.
 - :meth:`MicroBatcher.close` stops intake (:class:`ShuttingDown`) and, by default,
@@ -57,7 +63,7 @@ class RequestTimeout(TimeoutError):
 class BatcherConfig:
     """``max_batch_size`` requests per model call; ``max_wait_ms``: the longest the oldest
     queued request waits for company; ``max_queue``: queued requests (per lane) before
-    rejection; ``timeout_ms``: per-request deadline from submission (None: no deadline);
+    rejection; ``timeout_ms``: per-request deadline from arrival (None: no deadline);
     ``priority_lane``: serve ``priority=True`` requests in a lane of their own."""
 
     max_batch_size: int = 32
@@ -77,6 +83,10 @@ class BatcherConfig:
             raise ValueError(f"timeout_ms must be > 0 or None, got {self.timeout_ms!r}")
 
 
+#: weight of the latest batch in a lane's moving average of batch times
+BATCH_TIME_WEIGHT = 0.3
+
+
 @dataclass
 class _Pending(Generic[Req]):
     request: Req
@@ -92,6 +102,13 @@ class _Lane:
         self.queue: asyncio.Queue[_Pending] = asyncio.Queue(max_queue)
         self.executor = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix=f"micro-batcher-{name}")
         self.worker: asyncio.Task | None = None
+        self.busy = False  # a batch is being computed
+        self.batch_s: float | None = None  # moving average of batch times (None: none measured yet)
+
+    def measured(self, seconds: float) -> None:
+        """Fold one batch time into the moving average."""
+        average = self.batch_s
+        self.batch_s = seconds if average is None else average + BATCH_TIME_WEIGHT * (seconds - average)
 
 
 class MicroBatcher(Generic[Req, Res]):
@@ -167,28 +184,58 @@ class MicroBatcher(Generic[Req, Res]):
         """Requests waiting for a batch, both lanes (not counting batches being computed)."""
         return sum(lane.queue.qsize() for lane in self._lanes.values())
 
+    def expected_wait_s(self, *, priority: bool = False) -> float:
+        """Seconds a request submitted now would wait for its answer: the batches ahead
+        of it and its own (plus the one being computed) times the lane's measured batch
+        time, plus the wait for company; 0 before any batch was measured."""
+        if not self._lanes:
+            return 0.0
+        lane = self._lane(priority)
+        if lane.batch_s is None:
+            return 0.0
+        batches = -(-(lane.queue.qsize() + 1) // self.config.max_batch_size) + lane.busy
+        return batches * lane.batch_s + lane.wait_s
+
+    def _lane(self, priority: bool) -> _Lane:
+        return self._lanes["priority" if priority and "priority" in self._lanes else "main"]
+
     # -- requests -----------------------------------------------------------------------
 
-    async def submit(self, request: Req, *, priority: bool = False) -> Res:
+    async def submit(self, request: Req, *, priority: bool = False, arrived: float | None = None) -> Res:
         """Queue one request and wait for its own result; ``priority`` takes the priority
-        lane when the config has one.
+        lane when the config has one; the deadline counts from ``arrived`` (a
+        ``time.perf_counter()`` reading; None: now).
 
-        Raises :class:`Overloaded` (queue full), :class:`ShuttingDown`,
-        :class:`RequestTimeout`, or whatever the batch function raised for its batch.
+        Raises :class:`Overloaded` (queue full, or the expected wait exceeds what is left
+        of the deadline), :class:`ShuttingDown`, :class:`RequestTimeout`, or whatever the
+        batch function raised for its batch.
         """
         if not self._accepting:
             raise ShuttingDown("server is shutting down" if self._lanes else "batcher is not started")
-        lane = self._lanes["priority" if priority and "priority" in self._lanes else "main"]
+        lane = self._lane(priority)
+        now = time.perf_counter()
+        left = self._time_left(now if arrived is None else arrived, now)
+        if left is not None and (wait := self.expected_wait_s(priority=priority)) > left:
+            raise Overloaded(f"expected wait {wait * 1e3:.0f} ms exceeds the {left * 1e3:.0f} ms left of its deadline")
         future = asyncio.get_running_loop().create_future()
         try:
-            lane.queue.put_nowait(_Pending(request, future, time.perf_counter()))
+            lane.queue.put_nowait(_Pending(request, future, now))
         except asyncio.QueueFull:
             raise Overloaded(f"queue full ({self.config.max_queue} requests waiting)") from None
-        timeout = None if self.config.timeout_ms is None else self.config.timeout_ms / 1000
         try:
-            return await asyncio.wait_for(future, timeout)  # cancels the future on timeout
+            return await asyncio.wait_for(future, left)  # cancels the future on timeout
         except asyncio.TimeoutError:
             raise RequestTimeout(f"no answer within {self.config.timeout_ms} ms") from None
+
+    def _time_left(self, arrived: float, now: float) -> float | None:
+        """Seconds left of the deadline of a request that arrived at ``arrived`` (None: no
+        deadline); raises :class:`RequestTimeout` when none is left."""
+        if self.config.timeout_ms is None:
+            return None
+        left = arrived + self.config.timeout_ms / 1000 - now
+        if left <= 0:
+            raise RequestTimeout(f"no answer within {self.config.timeout_ms} ms (spent before reaching the batcher)")
+        return left
 
     # -- the workers ----------------------------------------------------------------------
 
@@ -218,7 +265,7 @@ class MicroBatcher(Generic[Req, Res]):
             live = [p for p in batch if not p.future.done()]  # skip cancelled / timed out
             try:
                 if live:
-                    started = time.perf_counter()
+                    started, lane.busy = time.perf_counter(), True
                     try:
                         results = await loop.run_in_executor(lane.executor, self._call, [p.request for p in live])
                     except asyncio.CancelledError:  # close(drain=False) while the model ran
@@ -227,10 +274,14 @@ class MicroBatcher(Generic[Req, Res]):
                         raise
                     except Exception as err:  # the batch failed: only its own requests hear of it
                         results = [err] * len(live)
+                    finally:
+                        lane.busy = False
+                    seconds = time.perf_counter() - started
+                    lane.measured(seconds)
                     self.batch_sizes[len(live)] += 1
                     self.priority_batches += lane.name == "priority"
                     if self.on_batch is not None:
-                        self.on_batch(len(live), time.perf_counter() - started)
+                        self.on_batch(len(live), seconds)
                     self._resolve(live, results)
             finally:
                 for _ in batch:

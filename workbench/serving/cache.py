@@ -1,5 +1,7 @@
 """The top-k answer cache of the service: LRU with an optional time-to-live, keyed by
-``(user_id, k, model_version)``, and dropped per user when that user's state changes."""
+``(user_id, k, model_version)``, capped by the items its answers hold (not by their
+count: one answer of k=1000 weighs as much as a hundred of k=10), and dropped per user
+when that user's state changes."""
 
 from __future__ import annotations
 
@@ -9,19 +11,21 @@ from collections.abc import Callable, Hashable
 
 
 class TopKCache:
-    """LRU cache of answers keyed by ``(user_id, k, model_version)``, with an optional
-    time-to-live; counts hits and misses. Not thread-safe: use it from the event loop."""
+    """LRU cache of answers keyed by ``(user_id, k, model_version)``, holding at most
+    ``max_items`` items over all its answers (0: off), with an optional time-to-live;
+    counts hits and misses. Not thread-safe: use it from the event loop."""
 
     def __init__(
-        self, max_entries: int = 10_000, *, ttl_s: float | None = None, clock: Callable[[], float] = time.monotonic
+        self, max_items: int = 100_000, *, ttl_s: float | None = None, clock: Callable[[], float] = time.monotonic
     ) -> None:
-        if max_entries < 0:
-            raise ValueError(f"max_entries must be >= 0, got {max_entries!r}")
+        if not (isinstance(max_items, int) and max_items >= 0):
+            raise ValueError(f"max_items must be an integer >= 0, got {max_items!r}")
         if ttl_s is not None and not ttl_s > 0:
             raise ValueError(f"ttl_s must be > 0 or None, got {ttl_s!r}")
-        self.max_entries, self.ttl_s, self.clock = max_entries, ttl_s, clock
+        self.max_items, self.ttl_s, self.clock = max_items, ttl_s, clock
         self.hits = self.misses = 0
-        self._entries: OrderedDict[tuple, tuple[float, object]] = OrderedDict()  # key -> (stored at, value)
+        self.items = 0  # items held by all entries together
+        self._entries: OrderedDict[tuple, tuple[float, object, int]] = OrderedDict()  # key -> (stored at, value, items)
         self._by_user: dict[Hashable, set[tuple]] = {}
 
     def __len__(self) -> int:
@@ -45,25 +49,31 @@ class TopKCache:
         self.hits += 1
         return entry[1]
 
-    def put(self, key: tuple, value) -> None:
-        """Store ``value``; evicts the least recently used entry beyond ``max_entries``."""
-        if self.max_entries == 0:
+    def put(self, key: tuple, value, *, items: int = 1) -> None:
+        """Store ``value``, which holds ``items`` items; evicts the least recently used
+        entries until all fit in ``max_items``. A value larger than the whole cache is
+        not stored."""
+        if items > self.max_items:
             return
-        self._entries[key] = (self.clock(), value)
-        self._entries.move_to_end(key)
+        self._drop(key)
+        self._entries[key] = (self.clock(), value, items)
+        self.items += items
         self._by_user.setdefault(key[0], set()).add(key)
-        while len(self._entries) > self.max_entries:
+        while self.items > self.max_items:
             self._drop(next(iter(self._entries)))
 
     def invalidate_user(self, user_id: Hashable) -> int:
         """Drop every entry of ``user_id`` (any k, any version); returns how many."""
-        keys = self._by_user.pop(user_id, set())
+        keys = list(self._by_user.get(user_id, ()))
         for key in keys:
-            self._entries.pop(key, None)
+            self._drop(key)
         return len(keys)
 
     def _drop(self, key: tuple) -> None:
-        self._entries.pop(key, None)
+        entry = self._entries.pop(key, None)
+        if entry is None:
+            return
+        self.items -= entry[2]
         keys = self._by_user.get(key[0])
         if keys is not None:
             keys.discard(key)

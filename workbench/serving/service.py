@@ -5,8 +5,10 @@
 ...     answer = await service.recommend(user_id=7, k=10)      # a Recommendation
 ...     await service.add_interaction(user_id=7, item_id=42)   # the next answer reflects it
 
-Request path: validate -> cache (key ``(user, k, model version)``) -> cold start for a
-user without history (popularity, flagged) -> micro-batcher -> model. An update changes
+Request path: validate -> cache (key ``(user, k, model version)``, capped by the items
+its answers hold) -> cold start for a user without history (popularity, flagged) ->
+micro-batcher (deadline counted from the request's arrival; refused at once when the
+expected wait already exceeds it) -> model. An update changes
 the user's state at once and drops the user's cache entries; an answer computed from
 the state *before* an update is returned to its caller but never cached, so the cache
 cannot bring back a stale list. Until a user has been answered from their updated state,
@@ -38,7 +40,15 @@ LATENCY_WINDOW = 10_000
 
 
 class InvalidRequest(ValueError):
-    """A bad ``k``, user id or item id (HTTP 422)."""
+    """A bad ``k``, user id or item id (HTTP 422); ``field`` names the offending one."""
+
+    def __init__(self, message: str, *, field: str) -> None:
+        super().__init__(message)
+        self.field = field
+
+
+class UnknownItem(InvalidRequest):
+    """An interaction with an item the model does not know (HTTP 404)."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -46,9 +56,10 @@ class ServingConfig:
     """Batcher options (see :class:`~workbench.serving.batcher.BatcherConfig`; ``priority_lane``:
     the first read after an update jumps the queue), the HTTP admission limit
     (``max_in_flight`` recommendation requests inside the server, beyond which it answers
-    503 at once; None: ``max_queue + max_batch_size``), the cache
-    (``cache_size`` answers, 0 = off; ``cache_ttl_s`` seconds, None = no expiry) and the
-    largest ``k`` served (``max_k``, also capped by the catalogue size)."""
+    503 at once; None: ``max_queue + max_batch_size``), the cache (``cache_size``: top-k
+    items held over all cached answers, so 10,000 answers of k=10 or 100 of k=1000
+    (7-14 MB measured); 0 = off; ``cache_ttl_s`` seconds, None = no expiry) and the largest
+    ``k`` served (``max_k``, also capped by the catalogue size)."""
 
     max_batch_size: int = 32
     max_wait_ms: float = 2.0
@@ -56,7 +67,7 @@ class ServingConfig:
     timeout_ms: float | None = 1000.0
     priority_lane: bool = True
     max_in_flight: int | None = None
-    cache_size: int = 10_000
+    cache_size: int = 100_000
     cache_ttl_s: float | None = None
     max_k: int = 1000
 
@@ -116,13 +127,15 @@ class RecommendationService:
         """Validated ``(user_id, k)``; raises :class:`InvalidRequest`."""
         _check_id(user_id, "user_id")
         if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or not 1 <= k <= self.max_k:
-            raise InvalidRequest(f"k must be an integer in [1, {self.max_k}], got {k!r}")
+            raise InvalidRequest(f"k must be an integer in [1, {self.max_k}], got {k!r:.40}", field="k")
         return int(user_id), int(k)
 
-    async def recommend(self, user_id: int, k: int = 10) -> Recommendation:
-        """Top-``k`` for one user. Raises :class:`InvalidRequest`, :class:`Overloaded`,
+    async def recommend(self, user_id: int, k: int = 10, *, arrived: float | None = None) -> Recommendation:
+        """Top-``k`` for one user; the deadline and the latency count from ``arrived`` (a
+        ``time.perf_counter()`` reading taken when the request reached the server; None:
+        now). Raises :class:`InvalidRequest`, :class:`Overloaded`,
         :class:`RequestTimeout`, :class:`ShuttingDown`, or the model's own error."""
-        started = time.perf_counter()
+        started = time.perf_counter() if arrived is None else arrived
         try:
             user_id, k = self.check(user_id, k)
         except InvalidRequest:
@@ -140,22 +153,22 @@ class RecommendationService:
         else:
             epoch = self._epochs.get(user_id, 0)
             priority = user_id in self._unseen
-            answer = await self._submit((user_id, k), priority=priority)
+            answer = await self._submit((user_id, k), priority=priority, arrived=started)
             if self._epochs.get(user_id, 0) == epoch:  # no update while it computed
                 self._unseen.discard(user_id)
                 if use_cache:
-                    self.cache.put(key, answer)
+                    self.cache.put(key, answer, items=len(answer.items))
         elapsed = time.perf_counter() - started
         self.counts["ok"] += 1
         self.latencies.append(elapsed)
         self.latency_seconds += elapsed
         return answer
 
-    async def _submit(self, request: tuple[int, int], *, priority: bool = False) -> Recommendation:
+    async def _submit(self, request: tuple[int, int], *, priority: bool, arrived: float) -> Recommendation:
         """The batcher's answer, counting every way it can fail."""
         self.counts["priority"] += priority
         try:
-            return await self.batcher.submit(request, priority=priority)
+            return await self.batcher.submit(request, priority=priority, arrived=arrived)
         except Overloaded:
             self.counts["rejected"] += 1
             raise
@@ -174,14 +187,18 @@ class RecommendationService:
 
     async def add_interaction(self, user_id: int, item_id: int) -> int:
         """Apply one interaction now and drop the user's cached answers; returns the
-        user's update count. Unknown items raise :class:`InvalidRequest`."""
-        _check_id(user_id, "user_id")
-        _check_id(item_id, "item_id")
+        user's update count. Bad ids raise :class:`InvalidRequest`, unknown items
+        :class:`UnknownItem` (both counted as ``invalid_updates``)."""
         try:
+            _check_id(user_id, "user_id")
+            _check_id(item_id, "item_id")
             version = self.model.add_interaction(int(user_id), int(item_id))
+        except InvalidRequest:
+            self.counts["invalid_updates"] += 1
+            raise
         except KeyError as err:  # UnknownIdError
-            self.counts["invalid"] += 1
-            raise InvalidRequest(str(err)) from None
+            self.counts["invalid_updates"] += 1
+            raise UnknownItem(str(err), field="item_id") from None
         self._epochs[int(user_id)] = self._epochs.get(int(user_id), 0) + 1
         self._unseen.add(int(user_id))
         self.cache.invalidate_user(int(user_id))
@@ -195,14 +212,17 @@ class RecommendationService:
         self.model_seconds += seconds
 
     def snapshot(self) -> dict:
-        """Counters, queue depth, cache hit rate, batch-size counts and latency
+        """Counters, queue depth, cache size and hit rate, batch-size counts and latency
         quantiles (seconds, over the last :data:`LATENCY_WINDOW` answers)."""
         lat = np.asarray(self.latencies, dtype=np.float64)
         quantiles = {q: float(np.quantile(lat, q)) if len(lat) else float("nan") for q in (0.5, 0.95, 0.99)}
         return {
             "counts": dict(self.counts),
             "queue_depth": self.batcher.queue_depth,
+            "expected_wait_s": self.batcher.expected_wait_s(),
             "cache_entries": len(self.cache),
+            "cache_items": self.cache.items,
+            "cache_max_items": self.cache.max_items,
             "cache_hits": self.cache.hits,
             "cache_misses": self.cache.misses,
             "cache_hit_rate": self.cache.hit_rate,
@@ -217,4 +237,4 @@ class RecommendationService:
 
 def _check_id(value, name: str) -> None:
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or not 0 <= value <= MAX_ID:
-        raise InvalidRequest(f"{name} must be an integer in [0, 2**63 - 1], got {value!r}")
+        raise InvalidRequest(f"{name} must be an integer in [0, 2**63 - 1], got {value!r:.40}", field=name)
