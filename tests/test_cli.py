@@ -70,9 +70,25 @@ def test_serve_builds_any_registered_model_with_its_options(served):
     ((service, where),) = served
     model = service.model.model
     assert type(model).__name__ == "EASE" and model.config.reg == 123 and model.config.device == "cpu"
-    assert where == {"host": "127.0.0.1", "port": 8123}
+    assert where == {"host": "127.0.0.1", "port": 8123, "token": None, "access_log": False}
     assert main([*SERVE, "--model", "itemknn"]) == 0  # names ignore case
     assert type(served[-1][0].model.model).__name__ == "ItemKNN"
+
+
+def test_serve_beyond_loopback_warns_what_it_exposes_and_takes_a_write_token(served, capsys, monkeypatch):
+    monkeypatch.delenv("WORKBENCH_TOKEN", raising=False)
+    assert main([*SERVE, "--model", "popularity"]) == 0
+    assert "warning" not in capsys.readouterr().err and served[-1][1]["token"] is None  # loopback: quiet
+    assert main([*SERVE, "--model", "popularity", "--host", "0.0.0.0"]) == 0
+    err = capsys.readouterr().err
+    assert "0.0.0.0" in err and "POST /interactions without a token" in err and "/docs" in err, err
+    monkeypatch.setenv("WORKBENCH_TOKEN", "from-env")
+    assert main([*SERVE, "--model", "popularity", "--host", "0.0.0.0", "--access-log"]) == 0
+    err = capsys.readouterr().err
+    assert "requires the token" in err and "without a token" not in err and "from-env" not in err
+    assert served[-1][1]["token"] == "from-env" and served[-1][1]["access_log"] is True
+    assert main([*SERVE, "--model", "popularity", "--token", "from-flag"]) == 0
+    assert served[-1][1]["token"] == "from-flag"
 
 
 def test_serve_passes_epochs_and_max_length_to_a_sequential_model(served):

@@ -6,7 +6,7 @@ workbench run --smoke                  # synthetic data and tiny settings (offli
 workbench report runs/20261129-120000
 workbench sweep notebooks/05_speedups.ipynb -p batch_size 1 8 64 -p precision fp32 bf16 --jobs 2
 workbench store rebuild runs
-workbench download ml-100k [--from FOLDER]
+workbench download ml-100k [--from FOLDER_OR_ZIP] [--deadline SECONDS] [--max-mb MB]
 workbench serve --model ease --dataset ml-100k --port 8000   # HTTP service on 127.0.0.1
 """
 
@@ -14,7 +14,10 @@ from __future__ import annotations
 
 import argparse
 import ast
+import os
 import sys
+import warnings
+from contextlib import contextmanager
 from pathlib import Path
 
 # Each command imports what it uses when it runs, so that `workbench --help` and
@@ -31,12 +34,32 @@ def _value(text: str):
         return text
 
 
+@contextmanager
+def _warnings_as_lines():
+    """Show the runs' own warnings (a skipped corrupt record, a stale lock) as one
+    ``warning: ...`` line on stderr; every other warning as Python shows it."""
+    from workbench.runs.lock import StaleLockWarning
+    from workbench.runs.records import CorruptRecordWarning
+
+    def show(message, category, filename, lineno, file=None, line=None):
+        if issubclass(category, (CorruptRecordWarning, StaleLockWarning)):
+            print(f"warning: {message}", file=sys.stderr, flush=True)
+        else:
+            default(message, category, filename, lineno, file, line)
+
+    with warnings.catch_warnings():
+        default = warnings.showwarning
+        warnings.showwarning = show
+        yield
+
+
 def _cmd_run(args) -> int:
     import papermill as pm
 
     from workbench.runs import executor
+    from workbench.runs.parameters import parse_value
 
-    params = {name: _value(v) for name, v in args.parameter}
+    params = {name: parse_value(v) for name, v in args.parameter}  # checked by run_all before any kernel starts
     selected = [Path(p) for p in args.notebooks] or None
     if selected:
         for nb in selected:
@@ -69,15 +92,24 @@ def _cmd_run(args) -> int:
 
 def _cmd_sweep(args) -> int:
     from workbench.runs import sweeps
+    from workbench.runs.parameters import parse_value
 
-    grid = {values[0]: [_value(v) for v in values[1:]] for values in args.parameter}
+    grid = {values[0]: [parse_value(v) for v in values[1:]] for values in args.parameter}  # checked before any kernel
     empty = [name for name, values in grid.items() if not values]
     if empty:
         print(f"error: no values given for parameter(s) {empty}", file=sys.stderr)
         return 2
-    frame = sweeps.sweep(
-        args.notebook, grid, jobs=args.jobs, runs_dir=args.runs_dir, sweep_name=args.name, smoke=args.smoke
-    )
+    with _warnings_as_lines():
+        frame = sweeps.sweep(
+            args.notebook,
+            grid,
+            jobs=args.jobs,
+            runs_dir=args.runs_dir,
+            sweep_name=args.name,
+            smoke=args.smoke,
+            strict=args.strict,
+            wait=args.wait,
+        )
     shown = ["path", "status"] + [c for c in frame.columns if c.startswith("param.")]
     print(frame[shown].to_string(index=False))
     failed = int((frame["status"] != "ok").sum())
@@ -88,37 +120,49 @@ def _cmd_sweep(args) -> int:
 def _cmd_store(args) -> int:
     from workbench.runs import store
 
-    print(store.rebuild(args.runs_dir))
+    with _warnings_as_lines():
+        print(store.rebuild(args.runs_dir, strict=args.strict))
     return 0
 
 
 def _cmd_report(args) -> int:
     from workbench.runs.report import write_report
 
-    print(write_report(Path(args.run_dir)))
+    with _warnings_as_lines():
+        print(write_report(Path(args.run_dir)))
     return 0
 
 
 def _cmd_download(args) -> int:
     from workbench.data import datasets
 
-    if args.source:
-        folder = datasets.import_local(args.name, args.source)
-    else:
-        datasets.load(args.name)
-        folder = datasets.data_dir() / args.name
+    limits = datasets.limits_for(args.name, deadline_s=args.deadline, max_archive_mb=args.max_mb)
+    try:
+        if args.source:
+            folder = datasets.import_local(args.name, args.source, limits=limits)
+        else:
+            datasets.load(args.name, limits=limits)
+            folder = datasets.data_dir() / args.name
+    except OSError as err:  # a full disk, a folder not writable: a message, not a traceback
+        print(f"error: {err}", file=sys.stderr)
+        return 2
     print(f"{args.name}: {folder}")
     return 0
 
 
 def _cmd_serve(args) -> int:
-    """Load the data, fit (or load) the model, serve it until Ctrl+C."""
+    """Load the data, fit (or load) the model, serve it until Ctrl+C. Warns first when
+    ``--host`` is more than loopback; the write token is ``--token`` or $WORKBENCH_TOKEN."""
     from workbench import models
     from workbench.data import datasets
     from workbench.serving import app
     from workbench.serving.adapters import servable
     from workbench.serving.service import RecommendationService, ServingConfig
 
+    token = args.token or os.environ.get(app.TOKEN_ENV) or None
+    warning = app.exposure_warning(args.host, token=token)
+    if warning:
+        print(warning, file=sys.stderr)
     data = datasets.load(args.dataset, path=args.data_path, size=args.synthetic_size, seed=args.seed)
     if args.checkpoint:  # the checkpoint names its model; a sequential one runs on --device
         sequential = models.is_sequential(models.checkpoint_model(args.checkpoint))
@@ -134,7 +178,8 @@ def _cmd_serve(args) -> int:
         max_in_flight=args.max_in_flight,
         priority_lane=args.priority_lane,
     )
-    app.run(RecommendationService(servable(model), config), host=args.host, port=args.port)
+    service = RecommendationService(servable(model), config)
+    app.run(service, host=args.host, port=args.port, token=token, access_log=args.access_log)
     return 0
 
 
@@ -186,11 +231,18 @@ def main(argv: list[str] | None = None) -> int:
     sw.add_argument("--name", help="sweep folder name (default: derived from notebook and grid)")
     sw.add_argument("--smoke", action="store_true", help="synthetic data and tiny settings")
     sw.add_argument("--runs-dir", default="runs")
+    sw.add_argument(
+        "--strict", action="store_true", help="refuse a corrupt point record instead of setting it aside and rerunning"
+    )
+    sw.add_argument("--wait", action="store_true", help="wait for another sweep running in the same folder to finish")
     sw.set_defaults(func=_cmd_sweep)
 
     st = sub.add_parser("store", help="results store maintenance")
     st.add_argument("action", choices=["rebuild"], help="rebuild runs/results.sqlite from the JSON records")
     st.add_argument("runs_dir", nargs="?", default="runs")
+    st.add_argument(
+        "--strict", action="store_true", help="refuse a corrupt record instead of skipping it with a warning"
+    )
     st.set_defaults(func=_cmd_store)
 
     rep = sub.add_parser("report", help="(re)write report.md for a run folder")
@@ -199,7 +251,24 @@ def main(argv: list[str] | None = None) -> int:
 
     dl = sub.add_parser("download", help="download (or import) a data set into the cache")
     dl.add_argument("name", help="ml-100k, ml-1m or ml-latest-small")
-    dl.add_argument("--from", dest="source", help="import from a local folder instead of downloading")
+    dl.add_argument(
+        "--from",
+        dest="source",
+        metavar="PATH",
+        help="import a local copy (its folder or the zip) instead of downloading",
+    )
+    dl.add_argument(
+        "--deadline",
+        type=float,
+        metavar="SECONDS",
+        help="give up after this long (default 1800; env WORKBENCH_DOWNLOAD_DEADLINE)",
+    )
+    dl.add_argument(
+        "--max-mb",
+        type=float,
+        metavar="MB",
+        help="largest archive accepted (default: the data set's known size with margin; env WORKBENCH_DOWNLOAD_MAX_MB)",
+    )
     dl.set_defaults(func=_cmd_download)
 
     srv = sub.add_parser("serve", help="serve recommendations over HTTP (FastAPI + uvicorn)")
@@ -227,7 +296,15 @@ def main(argv: list[str] | None = None) -> int:
     srv.add_argument("--max-length", type=int, default=50, help="history items a sequential model reads")
     srv.add_argument("--device", default="cpu", help="where the model runs: cpu, cuda or auto")
     srv.add_argument("--seed", type=int, default=0)
-    srv.add_argument("--host", default="127.0.0.1", help="address to bind (default: loopback only)")
+    srv.add_argument(
+        "--host", default="127.0.0.1", help="address to bind (default: loopback only; any other warns what it exposes)"
+    )
+    srv.add_argument(
+        "--token",
+        help="token that write endpoints (POST /interactions) require as 'Authorization: Bearer TOKEN' "
+        "(default: $WORKBENCH_TOKEN; none: writes are open)",
+    )
+    srv.add_argument("--access-log", action="store_true", help="log a line per request (off: it slows load tests)")
     srv.add_argument("--port", type=int, default=8000)
     srv.add_argument("--max-batch-size", type=int, default=32, help="requests per model call")
     srv.add_argument("--max-wait-ms", type=float, default=2.0, help="longest wait for a batch to fill")
@@ -242,7 +319,9 @@ def main(argv: list[str] | None = None) -> int:
         help="first reads after an update queue like any other request",
     )
     srv.add_argument("--timeout-ms", type=float, default=1000.0, help="per-request deadline (504)")
-    srv.add_argument("--cache-size", type=int, default=10_000, help="cached top-k answers, 0 = off")
+    srv.add_argument(
+        "--cache-size", type=int, default=100_000, help="top-k items the cache holds over all its answers, 0 = off"
+    )
     srv.set_defaults(func=_cmd_serve)
 
     args = parser.parse_args(argv)
