@@ -1,6 +1,6 @@
 """Figures (and the odd display table) for the notebooks, one module per topic:
 :mod:`.data` (01), :mod:`.cf` (02), :mod:`.text` (03), :mod:`.sequential` (04),
-:mod:`.speed` (05), :mod:`.serving` (06), :mod:`.sweeps` (07), and what several share:
+:mod:`.speed` (05), :mod:`.serving` (06), :mod:`.streaming` (07), :mod:`.sweeps` (08), and what several share:
 :mod:`.training` (training curves) and :mod:`.neighbours` (nearest items by title).
 
 Every function returns a matplotlib Figure (or a DataFrame) and never displays it.
@@ -8,6 +8,6 @@ Plots may import any layer below them (data, metrics, models, evaluation, servin
 speed); only the widgets, the run machinery and the CLI sit above.
 """
 
-from workbench.plots import cf, data, neighbours, sequential, serving, speed, sweeps, text, training
+from workbench.plots import cf, data, neighbours, sequential, serving, speed, streaming, sweeps, text, training
 
-__all__ = ["cf", "data", "neighbours", "sequential", "serving", "speed", "sweeps", "text", "training"]
+__all__ = ["cf", "data", "neighbours", "sequential", "serving", "speed", "streaming", "sweeps", "text", "training"]

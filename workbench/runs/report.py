@@ -96,7 +96,9 @@ HEADLINES = (
     ("02_sparse_cf", "quality_vs_fit_time", "", True),
     ("05_speedups", "throughput_per_s_vs_batch_size", "", True),
     ("06_serving", "latency_throughput", "", True),
-    ("07_sweeps_report", "ease_reg_sensitivity", "", False),
+    ("07_streaming", "quality", "Streaming replay: HR@10 per model and update policy, 95% intervals over users", False),
+    ("07_streaming", "gains", "Streaming replay: what online updates buy (paired differences, 95% intervals)", False),
+    ("08_sweeps_report", "ease_reg_sensitivity", "", False),
 )
 
 
