@@ -17,6 +17,7 @@ Data: ml-100k from ``--data`` (default ``../shared/data/ml-100k``), else the syn
 from __future__ import annotations
 
 import argparse
+import os
 import platform
 import warnings
 from pathlib import Path
@@ -51,6 +52,8 @@ def main() -> None:
     when = pd.Timestamp(window.t0, unit="s")
     cpu = platform.processor() or platform.machine()
     print(f"{data.name}: {len(window.replay)} events replayed after {when}, concurrency {args.concurrency}, {cpu}")
+    load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
+    print(f"torch threads {torch.get_num_threads()}, {os.cpu_count()} CPUs, load average {load} at start")
     setups = [("static", False), ("online", False)] + ([("online", True)] if args.http else [])
     rows = []
     for name in args.models:
@@ -67,6 +70,7 @@ def main() -> None:
     print(
         table.round({"events_per_s": 0, "p50_ms": 2, "p99_ms": 2, "cpu_s_per_1000": 3}).round(4).to_string(index=False)
     )
+    print(f"load average {', '.join(f'{x:.2f}' for x in os.getloadavg())} at end")
     online = table[table.policy == "online"]
     met = (online.events_per_s >= 1000) & (online.p99_ms < 10)
     print(

@@ -396,3 +396,28 @@ def test_timings_from_a_busy_machine_are_marked_not_headlined(tmp_path):
     calm = write_report(quiet).read_text()
     assert "busy machine" not in calm
     assert "|       1 |      17 |" in calm[calm.index("## Headlines") : calm.index("## 05_speedups")]
+
+
+def test_a_notebooks_own_workers_do_not_make_the_machine_busy(tmp_path):
+    """Two sweep workers on two cores load the machine to 2.2 by themselves: not busy.
+    The same load with one core of its own is another process competing: busy."""
+    own, other = tmp_path / "own", tmp_path / "other"
+    for folder, own_cores in ((own, 1.9), (other, 1.0)):
+        folder.mkdir()
+        _timing_sidecar(folder, "05_speedups", 1.0)
+        path = folder / "05_speedups.json"
+        record = json.loads(path.read_text())
+        record["context"]["load_at_end"] = {"load_avg": [2.2, 2, 2], "cpu_count": 2, "cores": 2, "own_cores": own_cores}
+        path.write_text(json.dumps(record))
+    assert "busy machine" not in write_report(own).read_text()
+    assert "load 2.2 on 2 cores at its end, 1.0 of it its own" in write_report(other).read_text()
+
+
+def test_records_carry_the_cores_the_notebook_kept_busy(tmp_path):
+    notebook = tmp_path / "nb.ipynb"
+    cell = nbformat.v4.new_code_cell("x = sum(i * i for i in range(3_000_000))")
+    nbformat.write(nbformat.v4.new_notebook(cells=[cell]), notebook)
+    rec = executor.execute(notebook, tmp_path / "out")
+    assert rec.status == "ok"
+    own = rec.context["load_at_end"]["own_cores"]
+    assert 0.05 < own <= 2.5  # the kernel's start-up and its loop, over the run's wall time

@@ -6,7 +6,9 @@ numbered notebook into a new ``runs/<UTC time>/``, indexes each record in the re
 store and writes ``report.md``. Parameters are checked before any kernel starts
 (:mod:`.parameters`); kernels get ``OMP_WAIT_POLICY=PASSIVE`` unless the user set it
 (:func:`kernel_environment`) and an encrypted connection (:func:`kernel_config`); each
-record carries the machine's load when the run started and ended.
+record carries the machine's load when the run started and ended, and the cores the
+notebook itself kept busy on average (its kernel and the processes it waited for), so that
+a notebook's own workers are not mistaken for another process competing with it.
 """
 
 from __future__ import annotations
@@ -23,6 +25,11 @@ import zmq
 from jupyter_client import KernelManager
 from papermill.exceptions import PapermillExecutionError
 from traitlets.config import Config
+
+try:
+    import resource
+except ImportError:  # Windows: no rusage, no own-cores figure
+    resource = None
 
 from workbench.runs import store
 from workbench.runs.parameters import check_parameters, check_value, declared_parameters
@@ -89,7 +96,7 @@ def execute(
     if output.exists() or sidecar.exists():
         raise FileExistsError(f"{output} already exists; runs never overwrite an earlier run")
     out_dir.mkdir(parents=True, exist_ok=True)
-    load_at_start, t0 = machine_load(), time.perf_counter()
+    load_at_start, t0, cpu_at_start = machine_load(), time.perf_counter(), _children_cpu_s()
     error = None
     with _env(**kernel_environment(smoke=smoke)):
         try:
@@ -110,11 +117,21 @@ def execute(
     rec.notebook = notebook.stem
     rec.wall_time_s = round(time.perf_counter() - t0, 3)
     rec.context.setdefault("load_at_start", load_at_start)  # the kernel's own, where it got to runs.start
-    rec.context["load_at_end"] = machine_load()
+    own = None if cpu_at_start is None else (_children_cpu_s() - cpu_at_start) / max(rec.wall_time_s, 1e-9)
+    rec.context["load_at_end"] = {**machine_load(), "own_cores": None if own is None else round(own, 2)}
     if error is not None:
         rec.status, rec.error = "failed", error
     write_sidecar(rec, sidecar)
     return rec
+
+
+def _children_cpu_s() -> float | None:
+    """CPU seconds of this process's finished (waited-for) children and their own children:
+    after papermill shuts a kernel down, the kernel and what it ran count here."""
+    if resource is None:
+        return None
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
 
 
 def notebooks(folder: str | Path = REPO_ROOT / "notebooks") -> list[Path]:

@@ -102,20 +102,30 @@ HEADLINES = (
 )
 
 
+#: load beyond a notebook's own cores that counts as another process competing with it
+OTHERS = 0.5
+
+
 def busy(context: dict[str, Any]) -> str | None:
     """Why a run's timings cannot be trusted: its 1-minute load average, at start or end,
-    above the cores it could use (another process competed for them); None when the
-    machine was not busy or no load was recorded."""
+    above the cores it could use *and* not explained by the notebook itself (at the end,
+    more than half a core beyond the cores it kept busy on average, ``own_cores``: a
+    notebook running two sweep workers on two cores is not competing with anyone); None
+    when the machine was not busy or no load was recorded."""
     worst = None
     for when in ("start", "end"):
         load = context.get(f"load_at_{when}")
         if not isinstance(load, dict) or not isinstance(load.get("load_avg"), list) or not load["load_avg"]:
             continue
         avg, cores = load["load_avg"][0], load.get("cores") or load.get("cpu_count")
-        over = isinstance(avg, (int, float)) and isinstance(cores, int) and avg > cores
+        own = load.get("own_cores") if isinstance(load.get("own_cores"), (int, float)) else 0.0
+        over = isinstance(avg, (int, float)) and isinstance(cores, int) and avg > cores and avg - own > OTHERS
         if over and (worst is None or avg > worst[0]):
-            worst = (avg, cores, when)
-    return None if worst is None else f"load {worst[0]:.1f} on {worst[1]} cores at its {worst[2]}"
+            worst = (avg, cores, when, own)
+    if worst is None:
+        return None
+    avg, cores, when, own = worst
+    return f"load {avg:.1f} on {cores} cores at its {when}" + (f", {own:.1f} of it its own" if own else "")
 
 
 def _headlines(records: list[tuple[RunRecord, dict[str, str]]]) -> list[str]:
