@@ -170,3 +170,11 @@ def test_study_tables_carry_intervals_and_paired_gains(window):
     assert set(streaming.rolling(replays)["policy"]) == {"static", "online", "delayed:1h"}
     assert streaming.headline(table)["ease"]["online"][0] == round(by_policy["online"], 4)
     assert (streaming.costs(replays)["events_per_s"] > 0).all()
+    parts = streaming.segments(replays)
+    assert set(parts["segment"]) <= set(streaming.SEGMENTS)
+    events = table.set_index("policy")["events"]
+    assert parts.groupby("policy")["events"].sum().to_dict() == events.to_dict()  # a partition
+    # each segment's events weigh into the policy's overall metric
+    weighted = parts.assign(hits=parts["hr@10"] * parts["events"]).groupby("policy")["hits"].sum()
+    assert (weighted / events).to_dict() == pytest.approx(by_policy.to_dict())
+    assert (parts.loc[parts["segment"] == "items new after T0", "hr@10"] == 0).all()  # no model knows them

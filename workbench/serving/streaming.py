@@ -4,6 +4,8 @@
 - :func:`study` -- every model under every policy on one replay window;
 - :func:`quality` -- HR@k, nDCG@k and MRR@k per model and policy with bootstrap intervals;
 - :func:`gains` -- paired differences between policies (same events), with intervals;
+- :func:`segments` -- :func:`quality` for users known at ``T0``, users new after it (the
+  cold-start path until the system learns them) and items new after it, counted apart;
 - :func:`rolling` -- the metrics over simulated time (per day by default);
 - :func:`staleness` -- quality against update delay (online = 0, delayed(d), static = never);
 - :func:`costs` -- events/s, CPU seconds per 1,000 events, answer p99, retraining time;
@@ -16,6 +18,7 @@ percentiles. Differences are paired: both policies scored the same events.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Sequence
 
 import numpy as np
@@ -92,6 +95,28 @@ def quality(replays: Sequence[Replay], *, seed: int = 0) -> pd.DataFrame:
             row |= {metric: sums[metric].sum() / counts.sum(), f"{metric}_lo": lo[j], f"{metric}_hi": hi[j]}
         rows.append(row)
     return pd.DataFrame(rows)
+
+
+#: the event segments :func:`segments` counts apart (``new_item`` first: such an event is
+#: a miss whoever the user is, until a retrain brings the item in)
+SEGMENTS = {
+    "users known at T0": lambda e: ~e["new_user"] & ~e["new_item"],
+    "users new after T0": lambda e: e["new_user"] & ~e["new_item"],
+    "items new after T0": lambda e: e["new_item"],
+}
+
+
+def segments(replays: Sequence[Replay], *, seed: int = 0) -> pd.DataFrame:
+    """:func:`quality` per segment of the events (:data:`SEGMENTS`), a ``segment`` column
+    first; a segment with no events in a replay is left out."""
+    parts = []
+    for name, select in SEGMENTS.items():
+        subset = [dataclasses.replace(r, events=r.events[select(r.events).to_numpy()]) for r in replays]
+        subset = [r for r in subset if len(r.events)]
+        if subset:
+            table = quality(subset, seed=seed)
+            parts.append(table.insert(0, "segment", name) or table)
+    return pd.concat(parts, ignore_index=True)
 
 
 def gains(replays: Sequence[Replay], policy_name: str, baseline: str, *, seed: int = 0) -> pd.DataFrame:
