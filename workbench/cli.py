@@ -13,7 +13,6 @@ workbench serve --model ease --dataset ml-100k --port 8000   # HTTP service on 1
 from __future__ import annotations
 
 import argparse
-import ast
 import os
 import sys
 import warnings
@@ -24,14 +23,6 @@ from pathlib import Path
 # `workbench download` answer in a tenth of a second instead of loading torch, FastAPI
 # and papermill first (several seconds). No import here is deferred to dodge a cycle:
 # the CLI is the top layer and may import every other.
-
-
-def _value(text: str):
-    """``-p`` values: Python literals where they parse (``3``, ``0.1``, ``[1, 2]``), else text."""
-    try:
-        return ast.literal_eval(text)
-    except (ValueError, SyntaxError):
-        return text
 
 
 @contextmanager
@@ -188,11 +179,12 @@ def _model_options(args) -> dict:
     them, ``--epochs`` and ``--max-length`` for sequential models (briefly trained: serving
     speed does not depend on it), then every ``-o NAME VALUE``."""
     from workbench import models
+    from workbench.runs.parameters import parse_value
 
     options = models.applicable(args.model, seed=args.seed, device=args.device)
     if models.is_sequential(args.model):
         options.update(epochs=args.epochs, max_length=args.max_length)
-    return {**options, **{name: _value(value) for name, value in args.option}}
+    return {**options, **{name: parse_value(value) for name, value in args.option}}
 
 
 def main(argv: list[str] | None = None) -> int:
