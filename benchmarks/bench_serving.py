@@ -359,7 +359,7 @@ def build_model(
 ):
     """The model to serve: the ``checkpoint``'s (a sequential model, onto ``device``), else
     model ``name`` from the registry with whichever of ``epochs``, ``max_length``, ``seed``
-    and ``device`` it takes (as notebook 06 builds it; serving speed does not depend on
+    and ``device`` it takes (as notebook 07 builds it; serving speed does not depend on
     how long it trained), fitted on ``interactions``."""
     if checkpoint is not None:
         return models.load(checkpoint, device=device)

@@ -9,7 +9,7 @@ import tomllib
 import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
-CONDA_NAMES = {"torch": "pytorch"}  # PyPI name -> conda-forge name where they differ
+CONDA_NAMES = {"torch": "pytorch", "redis": "redis-py"}  # PyPI name -> conda-forge name where they differ
 
 
 def _split(req: str) -> tuple[str, str]:

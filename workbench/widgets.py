@@ -1,5 +1,5 @@
 """Interactive panels for the notebooks: :class:`SpeedPanel` (notebook 05) and
-:func:`batching_panel` (notebook 06). The measuring is plain functions; a panel only calls
+:func:`batching_panel` (notebook 07). The measuring is plain functions; a panel only calls
 them and redraws, so notebooks run the same under papermill (nobody clicks, nothing
 waits). Widgets sit above plots, speed and serving, and beside the run machinery."""
 

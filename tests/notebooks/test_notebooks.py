@@ -88,8 +88,8 @@ def test_01_records_statistics_and_splits(run_smoke):
     assert {"rating_histogram", "item_popularity", "user_activity", "interactions_over_time"} <= set(rec.figures)
 
 
-def test_06_records_freshness_per_lane_and_overload_accounting(run_smoke):
-    rec = run_smoke(Path(REPO_ROOT / "notebooks/06_serving.ipynb"))
+def test_07_records_freshness_per_lane_and_overload_accounting(run_smoke):
+    rec = run_smoke(Path(REPO_ROOT / "notebooks/07_serving.ipynb"))
     fresh = rec.results["freshness"]
     assert set(fresh) == {"priority lane off", "priority lane on"}
     assert all(row["reflected_share"] == 1.0 for row in fresh.values())

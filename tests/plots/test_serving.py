@@ -1,4 +1,4 @@
-"""Notebook 06's serving figures (its tuning panel is a widget: tests/test_widgets.py)."""
+"""Notebook 07's serving figures (its tuning panel is a widget: tests/test_widgets.py)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Notebook 07's streaming figures."""
+"""Notebook 08's streaming figures."""
 
 from __future__ import annotations
 

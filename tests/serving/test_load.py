@@ -311,7 +311,7 @@ def test_a_cancelled_load_leaves_no_clients_behind():
 def test_a_cancelled_load_stops_even_a_client_whose_cancellation_was_swallowed():
     """On Python < 3.12, ``asyncio.wait_for`` (the batcher's deadline) can swallow a
     cancellation that meets a finishing request; such a caller returns normally. The load
-    must stop at once anyway, not run on until its duration (this hung notebook 06 once)."""
+    must stop at once anyway, not run on until its duration (this hung notebook 07 once)."""
     swallowed = []
 
     async def swallowing(user, k):
@@ -357,7 +357,7 @@ def test_load_runs_freeze_the_gc_once_and_restore_it():
     assert inside[-1] > 0 and gc.get_freeze_count() == 0
 
 
-# -- scenarios: notebook 06's experiments (workbench.serving.scenarios) -------------------
+# -- scenarios: notebook 07's experiments (workbench.serving.scenarios) -------------------
 
 
 def test_inprocess_and_over_http_run_one_spec_and_return_the_snapshot():

@@ -1,4 +1,4 @@
-"""Figures for notebook 06 (serving). Functions return matplotlib Figures; they never
+"""Figures for notebook 07 (serving). Functions return matplotlib Figures; they never
 display anything themselves."""
 
 from __future__ import annotations

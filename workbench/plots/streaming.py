@@ -1,4 +1,4 @@
-"""Figures for notebook 07 (streaming evaluation). Functions return matplotlib Figures;
+"""Figures for notebook 08 (streaming evaluation). Functions return matplotlib Figures;
 they never display anything themselves."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Figures for notebook 08: sensitivity curves with error bars and quality/speed Pareto fronts."""
+"""Figures for notebook 09: sensitivity curves with error bars and quality/speed Pareto fronts."""
 
 from __future__ import annotations
 

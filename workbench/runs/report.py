@@ -90,15 +90,15 @@ HEADLINES = (
     ("04_sequential", "results", "Sequential models, leave-last-one-out, full ranking", False),
     ("04_sequential", "full_vs_sampled", "Full ranking vs 100 sampled negatives", False),
     ("05_speedups", "summary", "Inference speedups: best batch size per precision, and answers changed", True),
-    ("06_serving", "speedup", "Serving: dynamic batching vs per-request", True),
-    ("06_serving", "freshness", "Serving: update -> fresh answer under load, priority lane off and on", True),
-    ("06_serving", "overload", "Serving at 3x its throughput: every request answered or rejected (503)", True),
+    ("07_serving", "speedup", "Serving: dynamic batching vs per-request", True),
+    ("07_serving", "freshness", "Serving: update -> fresh answer under load, priority lane off and on", True),
+    ("07_serving", "overload", "Serving at 3x its throughput: every request answered or rejected (503)", True),
     ("02_sparse_cf", "quality_vs_fit_time", "", True),
     ("05_speedups", "throughput_per_s_vs_batch_size", "", True),
-    ("06_serving", "latency_throughput", "", True),
-    ("07_streaming", "quality", "Streaming replay: HR@10 per model and update policy, 95% intervals over users", False),
-    ("07_streaming", "gains", "Streaming replay: what online updates buy (paired differences, 95% intervals)", False),
-    ("08_sweeps_report", "ease_reg_sensitivity", "", False),
+    ("07_serving", "latency_throughput", "", True),
+    ("08_streaming", "quality", "Streaming replay: HR@10 per model and update policy, 95% intervals over users", False),
+    ("08_streaming", "gains", "Streaming replay: what online updates buy (paired differences, 95% intervals)", False),
+    ("09_sweeps_report", "ease_reg_sensitivity", "", False),
 )
 
 

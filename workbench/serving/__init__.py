@@ -10,10 +10,10 @@ and the load generators that measure it.
 - :mod:`.app` -- the FastAPI app over the core (admission control, write token, error
   bodies, metrics), and a server thread;
 - :mod:`.load` -- closed- and open-loop load generators, in-process or over HTTP;
-- :mod:`.scenarios` -- notebook 06's experiments built from them;
+- :mod:`.scenarios` -- notebook 07's experiments built from them;
 - :mod:`.prequential` -- streaming (prequential) evaluation: replay a log through the
   service under an update policy, scoring each event before the system learns from it;
-- :mod:`.streaming` -- notebook 07's study built on it (intervals, staleness, cost).
+- :mod:`.streaming` -- notebook 08's study built on it (intervals, staleness, cost).
 
 Serving may import models, metrics, data and devices; it is independent of evaluation
 and speed. A new serving policy goes into :mod:`.service` (or the batcher it drives).

@@ -17,7 +17,7 @@ Every run is bounded by a request count *and* a duration; requests still unanswe
 (other), ``refused`` (no connection), ``disconnected`` (connection closed before an
 answer), ``misrouted`` (an answer for another user).
 :func:`run_sync` runs any of these from plain code, a notebook or a widget callback.
-Notebook 06's experiments built from these live in :mod:`workbench.serving.scenarios`.
+Notebook 07's experiments built from these live in :mod:`workbench.serving.scenarios`.
 """
 
 from __future__ import annotations

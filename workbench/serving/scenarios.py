@@ -1,4 +1,4 @@
-"""Notebook 06's experiments, built from the load generators of :mod:`.load`.
+"""Notebook 07's experiments, built from the load generators of :mod:`.load`.
 
 - :func:`inprocess` -- one run of a :class:`~workbench.serving.load.LoadSpec` against a
   fresh in-process service;

@@ -1,4 +1,4 @@
-"""Notebook 07's streaming study, built on :func:`~workbench.serving.prequential.replay`.
+"""Notebook 08's streaming study, built on :func:`~workbench.serving.prequential.replay`.
 
 - :func:`fitter` -- ``interactions -> fitted model`` from a registry name (for retraining);
 - :func:`study` -- every model under every policy on one replay window;
