@@ -191,3 +191,42 @@ def test_collaborative_filtering_beats_popularity(tiny):
 
     assert pop > 0.1  # popularity is a real baseline here, not a strawman
     assert ease > 1.5 * pop
+
+
+@pytest.fixture(scope="module")
+def pooled():
+    cfg = synthetic.SyntheticConfig(**{**synthetic.config_for("tiny").__dict__, "sampler": "pooled"})
+    return cfg, synthetic.generate(cfg)
+
+
+def test_large_presets_switch_to_the_pooled_sampler_and_small_ones_stay_exact():
+    assert synthetic.config_for("ml-20m").pooled and synthetic.config_for("ml-5m").pooled
+    assert not synthetic.config_for("ml-1m").pooled and not synthetic.config_for("small").pooled
+    n_users, n_items, mean, _ = synthetic.SIZES["ml-20m"]
+    assert 19e6 < n_users * mean < 21e6 and n_items > 25_000  # ML-20M's shape
+    with pytest.raises(ValueError, match="sampler must be"):
+        synthetic.SyntheticConfig(sampler="fast")
+    with pytest.raises(ValueError, match="n_items >= 2"):
+        synthetic.SyntheticConfig(n_items=1)
+
+
+def test_pooled_sampler_is_deterministic_and_keeps_the_schema(pooled):
+    cfg, (inter, _, _) = pooled
+    again = synthetic.generate(cfg)[0]
+    pd.testing.assert_frame_equal(inter, again)
+    assert not inter.duplicated(["user_id", "item_id"]).any()
+    assert inter["user_id"].nunique() == cfg.n_users and inter["item_id"].between(1, cfg.n_items).all()
+    assert inter.groupby("user_id").size().min() >= cfg.min_per_user
+    assert (inter.groupby("user_id")["timestamp"].diff().dropna() > 0).all()  # each history in time order
+
+
+def test_pooled_sampler_keeps_the_planted_series_order(pooled):
+    """A followed series is watched part after part, as the exact sampler plants it."""
+    _, (inter, items, _) = pooled
+    test_series_parts_follow_each_other_in_time((inter, items, None))
+
+
+def test_pooled_sampler_plants_collaborative_signal(pooled):
+    """EASE beats most-popular on the pooled sample too (the factors still drive choices)."""
+    _, (inter, _, _) = pooled
+    test_collaborative_filtering_beats_popularity((inter, None, None))
