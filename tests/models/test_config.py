@@ -28,6 +28,7 @@ OPTIONS = {
     "FrozenText": {"max_length": 16, "batch_size": 8},
     "TwoTower": {"epochs": 1, "freeze": 1, "loss": "bce", "device": "cpu"},
     "Hybrid": {"weight": 0.5, "neighbours": 5, "target": "cold"},
+    "TwoStage": {"candidates": 50},
 }
 #: what each model is built *from* (named constructor arguments, not options)
 OWN_ARGUMENTS = {
@@ -36,6 +37,7 @@ OWN_ARGUMENTS = {
     "FrozenText": ["items", "encoder"],
     "TwoTower": ["items", "encoder"],
     "Hybrid": ["cf", "text"],
+    "TwoStage": ["retriever", "ranker"],
 }
 NAMES = sorted(MODELS)
 

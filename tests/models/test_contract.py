@@ -17,7 +17,8 @@ import torch
 
 from workbench.data.matrix import UnknownIdError
 from workbench.data.schema import ITEM, RANK, SCORE, USER
-from workbench.models import BPR, EASE, IALS, Blend, ItemKNN, NotFittedError, Popularity, Recommender
+from workbench.models import BPR, EASE, IALS, Blend, ItemKNN, NotFittedError, Popularity, Recommender, TwoStage
+from workbench.retrieval import IndexConfig
 
 COMMUNITIES = {"A": (1, [10, 11, 12, 13]), "B": (5, [20, 21, 22, 23])}  # first user id, items
 
@@ -42,6 +43,12 @@ MODELS = {
     "IALS": lambda: IALS(factors=4, reg=0.1, alpha=10.0, epochs=10, device="cpu"),
     "BPR": lambda: BPR(factors=2, epochs=100, learning_rate=0.05, reg=0.01, batch_size=24, device="cpu"),
     "Blend": lambda: Blend(models=(EASE(reg=1.0, device="cpu"), ItemKNN(k=5)), weights=(0.5, 0.5)),
+    "TwoStage": lambda: TwoStage(
+        retriever=IALS(factors=4, reg=0.1, alpha=10.0, epochs=10, device="cpu"),
+        ranker=EASE(reg=1.0, device="cpu"),
+        candidates=6,
+        index=IndexConfig(backend="hnsw", m=8),
+    ),
 }
 PERSONAL = [name for name in MODELS if name != "Popularity"]
 WITH_SIMILARITY = ["ItemKNN", "EASE", "IALS", "BPR"]

@@ -32,6 +32,7 @@ OPTIONS = {
     "FrozenText": {"max_length": 16},
     "TwoTower": {"epochs": 1, "freeze": 1, "device": "cpu"},
     "Hybrid": {"weight": 0.5, "neighbours": 5},
+    "TwoStage": {"candidates": 50},
 }
 NAMES = sorted(MODELS)
 

@@ -30,6 +30,7 @@ from workbench.models.sequential.sasrec import SASRec, SASRecConfig
 from workbench.models.text.frozen import FrozenText, FrozenTextConfig
 from workbench.models.text.two_tower import TwoTower, TwoTowerConfig
 from workbench.models.training import checkpoint_model
+from workbench.models.two_stage import TwoStage, TwoStageConfig
 
 #: what ``workbench.models`` exports (every model, its config and the registry functions)
 __all__ = [
@@ -58,6 +59,8 @@ __all__ = [
     "Recommender",
     "SASRec",
     "SASRecConfig",
+    "TwoStage",
+    "TwoStageConfig",
     "TwoTower",
     "TwoTowerConfig",
     "applicable",
@@ -87,6 +90,7 @@ MODELS: dict[str, type[Recommender]] = {
         FrozenText,
         TwoTower,
         Hybrid,
+        TwoStage,
     )
 }
 
