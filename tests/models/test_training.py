@@ -17,6 +17,7 @@ from workbench.models.training import (
     CURVE_COLUMNS,
     LoopOptions,
     TrainingResult,
+    _optimizer,
     learning_rate_factor,
     load_checkpoint,
     save_checkpoint,
@@ -100,6 +101,27 @@ def test_same_seed_same_weights():
         train(network, batches=batches, loss=loss, validate=None, options=LoopOptions(epochs=3, seed=5), progress=False)
         finals.append((network.weight.item(), network.bias.item()))
     assert finals[0] == finals[1]
+
+
+def test_the_fused_optimizer_makes_the_same_updates_as_the_plain_one():
+    finals = {}
+    for fused in (True, False):
+        torch.manual_seed(123)
+        network, batches, loss = regression()
+        start = torch.cat([network.weight.detach().ravel(), network.bias.detach()])
+        options = LoopOptions(epochs=3, learning_rate=0.1, weight_decay=0.01, warmup_steps=2, fused_optimizer=fused)
+        train(network, batches=batches, loss=loss, validate=None, options=options, progress=False)
+        finals[fused] = torch.cat([network.weight.detach().ravel(), network.bias.detach()])
+    assert (finals[True] - start).abs().min() > 0.1  # it trained
+    torch.testing.assert_close(finals[True], finals[False], rtol=1e-5, atol=1e-6)
+
+
+def test_the_optimizer_is_fused_on_cpu_unless_told_not_to():
+    network = torch.nn.Linear(2, 2)
+    assert _optimizer([(list(network.parameters()), 0.1)], 0.0).defaults["fused"] is True
+    assert not _optimizer([(list(network.parameters()), 0.1)], 0.0, fused=False).defaults["fused"]
+    with pytest.raises(ValueError, match="fused_optimizer must be True or False, got 'yes'"):
+        LoopOptions(fused_optimizer="yes")
 
 
 def test_autocast_is_a_no_op_on_cpu():

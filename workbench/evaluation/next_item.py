@@ -166,15 +166,15 @@ def last_items_scorer(model: Recommender, history: pd.Series, catalogue: IndexMa
     ``n_last`` most recent items known to the model (no known item: all zeros)."""
 
     def score(user_ids: np.ndarray) -> torch.Tensor:
-        rows = []
+        last = []
         for u in user_ids:
             items = np.asarray(history.get(u, []), dtype=np.int64)
-            items = items[model.items.contains(items)][-n_last:]
-            if len(items):
-                rows.append(model.item_similarity(model.items.index(items)).float().cpu().sum(0))
-            else:
-                rows.append(torch.zeros(len(model.items)))
-        return _onto(torch.stack(rows), model.items, catalogue)
+            last.append(model.items.index(items[model.items.contains(items)][-n_last:]))
+        rows = torch.as_tensor(np.repeat(np.arange(len(last)), [len(x) for x in last]))
+        scores = torch.zeros(len(user_ids), len(model.items))
+        if len(rows):  # one similarity call for the whole batch, summed per user
+            scores.index_add_(0, rows, model.item_similarity(np.concatenate(last)).float().cpu())
+        return _onto(scores, model.items, catalogue)
 
     return score
 

@@ -1,13 +1,13 @@
 """The one training loop and the one checkpoint format of every trained torch model
 (SASRec, BERT4Rec and the two-tower).
 
-:func:`train` runs AdamW (decoupled weight decay on matrices only, per-group learning
-rates), a linear warm-up then a constant or linearly decaying learning rate, gradient
-clipping, autocast at the model's precision (bf16 on CUDA by default, float32 on CPU), a
-``tqdm.auto`` progress bar and early stopping on a validation score (higher is better):
-it keeps the best weights and restores them at the end. The model supplies the hooks --
-``batches(rng)`` (one epoch), ``loss(batch)`` and ``validate()`` -- and gets the per-epoch
-curves back; the loop never prints or plots.
+:func:`train` runs AdamW (its fused kernel on CPU and CUDA, decoupled weight decay on
+matrices only, per-group learning rates), a linear warm-up then a constant or linearly
+decaying learning rate, gradient clipping, autocast at the model's precision (bf16 on
+CUDA by default, float32 on CPU), a ``tqdm.auto`` progress bar and early stopping on a
+validation score (higher is better): it keeps the best weights and restores them at the
+end. The model supplies the hooks -- ``batches(rng)`` (one epoch), ``loss(batch)`` and
+``validate()`` -- and gets the per-epoch curves back; the loop never prints or plots.
 
 A checkpoint is a folder with ``model.safetensors`` (tensors) and ``config.json``
 (``model``, ``format``, ``config``, ``training`` and whatever else the model needs),
@@ -55,6 +55,7 @@ class LoopOptions:
     patience: int = 5  # validations without improvement before stopping; 0: never stop early
     eval_every: int = 1  # validate every this many epochs (and after the last)
     precision: str = "auto"  # autocast: auto (bf16 on CUDA where supported, else fp32), fp32, bf16, fp16
+    fused_optimizer: bool = True  # AdamW's fused kernel on CPU and CUDA (same update, fewer ops per step)
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -62,6 +63,9 @@ class LoopOptions:
             raise ValueError(
                 f"{type(self).__name__}: precision must be auto, fp32, bf16 or fp16, got {self.precision!r}"
             )
+        if not isinstance(self.fused_optimizer, bool):
+            name = type(self).__name__
+            raise ValueError(f"{name}: fused_optimizer must be True or False, got {self.fused_optimizer!r}")
         if self.decay_steps is not None and not self.decay_steps >= 1:
             raise ValueError(f"{type(self).__name__}: decay_steps must be >= 1 or None, got {self.decay_steps!r}")
 
@@ -115,13 +119,27 @@ def learning_rate_factor(options: LoopOptions) -> Callable[[int], float]:
     return lambda step: min((step + 1) / warm, max(0.0, (total - step) / max(1, total - warm)))
 
 
-def _optimizer(groups: list[tuple[list[torch.nn.Parameter], float]], weight_decay: float) -> torch.optim.AdamW:
-    """AdamW over ``(parameters, learning rate)`` groups; matrices decay, biases and norms do not."""
+#: devices where AdamW has a fused kernel (one pass over every parameter per step)
+FUSED_DEVICES = ("cpu", "cuda")
+
+
+def _optimizer(
+    groups: list[tuple[list[torch.nn.Parameter], float]], weight_decay: float, *, fused: bool = True
+) -> torch.optim.AdamW:
+    """AdamW over ``(parameters, learning rate)`` groups; matrices decay, biases and norms do not.
+
+    ``fused``: AdamW's fused kernel where every parameter is a float on a
+    :data:`FUSED_DEVICES` device (the same update, about 10 ops per parameter fewer per step);
+    elsewhere, or with ``fused=False``, torch's default loop.
+    """
     param_groups = []
     for params, lr in groups:
         param_groups.append({"params": [p for p in params if p.dim() >= 2], "lr": lr, "weight_decay": weight_decay})
         param_groups.append({"params": [p for p in params if p.dim() < 2], "lr": lr, "weight_decay": 0.0})
-    return torch.optim.AdamW([g for g in param_groups if g["params"]])
+    param_groups = [g for g in param_groups if g["params"]]
+    every = [p for g in param_groups for p in g["params"]]
+    fusable = fused and all(p.device.type in FUSED_DEVICES and p.is_floating_point() for p in every)
+    return torch.optim.AdamW(param_groups, fused=True if fusable else None)
 
 
 def train(
@@ -155,7 +173,7 @@ def train(
     rng = np.random.default_rng(options.seed)
     if parameter_groups is None:
         parameter_groups = [([p for p in network.parameters() if p.requires_grad], options.learning_rate)]
-    optimizer = _optimizer(parameter_groups, options.weight_decay)
+    optimizer = _optimizer(parameter_groups, options.weight_decay, fused=options.fused_optimizer)
     schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, learning_rate_factor(options))
     best_score, best_epoch, best_state, waited, stopped = -math.inf, 0, None, 0, False
     rows, started = [], time.perf_counter()

@@ -76,6 +76,21 @@ def test_learns_the_planted_order_far_better_than_popularity(fitted, data):
     assert fitted.result_.best_score == curves["valid_score"].max()
 
 
+def test_bf16_training_learns_the_planted_order_as_well_as_fp32(fitted, data, tmp_path):
+    _, split = data
+    config = type(fitted.config)(**{**vars(fitted.config), "precision": "bf16"})
+    half = type(fitted)(config=config).fit(split.train, validation=split.valid)
+    h, catalogue = histories(split.history), IndexMap.from_ids(split.history.item_id)
+    ndcg = {
+        name: metrics_from_ranks(rank_held_out(history_scorer(m, h, catalogue), split.test, h, catalogue))["ndcg@10"]
+        for name, m in (("fp32", fitted), ("bf16", half))
+    }
+    assert ndcg["bf16"] > ndcg["fp32"] - 0.05, ndcg
+    assert not torch.equal(half.score([0]), fitted.score([0]))  # it did train at another precision
+    back = type(half).load(half.save(tmp_path / "bf16"))
+    assert back.config.precision == "bf16" and torch.equal(back.score([0, 1]), half.score([0, 1]))
+
+
 def test_checkpoint_roundtrip_gives_identical_scores(fitted, tmp_path):
     path = fitted.save(tmp_path / "ckpt")
     back = type(fitted).load(path)
