@@ -5,6 +5,8 @@ workbench run notebooks/02_sparse_cf.ipynb -p dataset ml-1m -p k 20
 workbench run --smoke                  # synthetic data and tiny settings (offline)
 workbench report runs/20261129-120000
 workbench sweep notebooks/05_speedups.ipynb -p batch_size 1 8 64 -p precision fp32 bf16 --jobs 2
+workbench sweep notebooks/02_sparse_cf.ipynb -p ease_reg log:10..3000 -p models '["EASE"]' --search optuna \
+    --trials 20 --objective valid/ndcg@10/EASE --backend ray --address 10.0.0.1:6379
 workbench store rebuild runs
 workbench download ml-100k [--from FOLDER_OR_ZIP] [--deadline SECONDS] [--max-mb MB]
 workbench serve --model ease --dataset ml-100k --port 8000   # HTTP service on 127.0.0.1
@@ -85,27 +87,59 @@ def _cmd_sweep(args) -> int:
     from workbench.runs import sweeps
     from workbench.runs.parameters import parse_value
 
-    grid = {values[0]: [parse_value(v) for v in values[1:]] for values in args.parameter}  # checked before any kernel
-    empty = [name for name, values in grid.items() if not values]
+    empty = [values[0] for values in args.parameter if len(values) < 2]
     if empty:
         print(f"error: no values given for parameter(s) {empty}", file=sys.stderr)
         return 2
-    with _warnings_as_lines():
-        frame = sweeps.sweep(
-            args.notebook,
-            grid,
-            jobs=args.jobs,
-            runs_dir=args.runs_dir,
-            sweep_name=args.name,
-            smoke=args.smoke,
-            strict=args.strict,
-            wait=args.wait,
-        )
-    shown = ["path", "status"] + [c for c in frame.columns if c.startswith("param.")]
+    backend = sweeps.Backend(args.backend, args.jobs, args.address, args.cpus_per_point, args.gpus_per_point)
+    try:
+        with _warnings_as_lines():
+            if args.search:
+                frame = _search(args, backend)
+            else:
+                grid = {values[0]: [parse_value(v) for v in values[1:]] for values in args.parameter}  # checked first
+                frame = sweeps.sweep(
+                    args.notebook,
+                    grid,
+                    runs_dir=args.runs_dir,
+                    sweep_name=args.name,
+                    smoke=args.smoke,
+                    strict=args.strict,
+                    wait=args.wait,
+                    backend=backend,
+                    retries=args.retries,
+                )
+    except KeyboardInterrupt:
+        print("interrupted: running points cancelled; run the same command again to resume", file=sys.stderr)
+        return 130
+    shown = ["path", "status"] + [c for c in frame.columns if c.startswith("param.") or c == args.objective]
     print(frame[shown].to_string(index=False))
     failed = int((frame["status"] != "ok").sum())
     print(f"{len(frame) - failed} ok, {failed} failed; store: {args.runs_dir}/results.sqlite")
     return 1 if failed else 0
+
+
+def _search(args, backend):
+    from workbench.runs import search
+
+    if args.search != "optuna" or not args.objective or not args.trials:
+        raise ValueError("--search optuna needs --objective METRIC and --trials N")
+    space = search.parse_space(args.notebook, {values[0]: values[1:] for values in args.parameter})
+    return search.search(
+        args.notebook,
+        space,
+        objective=args.objective,
+        trials=args.trials,
+        direction=args.direction,
+        backend=backend,
+        runs_dir=args.runs_dir,
+        name=args.name,
+        smoke=args.smoke,
+        seed=args.seed,
+        retries=args.retries,
+        allow_test_objective=args.allow_test_objective,
+        wait=args.wait,
+    )
 
 
 def _cmd_store(args) -> int:
@@ -151,13 +185,17 @@ def _cmd_serve(args) -> int:
     from workbench.serving.service import RecommendationService, ServingConfig
 
     token = args.token or os.environ.get(app.TOKEN_ENV) or None
-    warning = app.exposure_warning(args.host, token=token)
+    warning = app.exposure_warning(args.host, token=token) if args.fd is None else None  # the supervisor warned
     if warning:
         print(warning, file=sys.stderr)
+    if args.workers != 1:
+        return _serve_replicas(args)
     data = datasets.load(args.dataset, path=args.data_path, size=args.synthetic_size, seed=args.seed)
     if args.checkpoint:  # the checkpoint names its model; a sequential one runs on --device
         sequential = models.is_sequential(models.checkpoint_model(args.checkpoint))
         model = models.load(args.checkpoint, **({"device": args.device} if sequential else {}))
+    elif args.retrieval:  # two stages: --retriever and the index pick --candidates, --model re-ranks them
+        model = _two_stage(args).fit(data.interactions)
     else:
         model = models.build(args.model, **_model_options(args)).fit(data.interactions)
     config = ServingConfig(
@@ -169,9 +207,51 @@ def _cmd_serve(args) -> int:
         max_in_flight=args.max_in_flight,
         priority_lane=args.priority_lane,
     )
-    service = RecommendationService(servable(model), config)
-    app.run(service, host=args.host, port=args.port, token=token, access_log=args.access_log)
+    if args.retrieval:
+        from workbench.serving.two_stage import TwoStageServable
+
+        adapter = TwoStageServable(model, state=args.state)
+    else:
+        adapter = servable(model, state=args.state)
+    service = RecommendationService(adapter, config)
+    replica = {} if args.fd is None else {"fd": args.fd}  # a replica of `serve --workers`: the supervisor's socket
+    app.run(service, host=args.host, port=args.port, token=token, access_log=args.access_log, **replica)
     return 0
+
+
+def _serve_replicas(args) -> int:
+    """``serve --workers N``: N replicas of this very command behind one port, sharing
+    users' online state through the Redis of ``--state`` (checked reachable first)."""
+    from workbench.serving.replicas import Replicas, without_workers
+    from workbench.serving.state import check_reachable
+
+    if args.workers < 1:
+        raise ValueError(f"--workers must be >= 1, got {args.workers}")
+    if args.state in (None, "memory"):
+        raise ValueError("--workers N needs --state redis://HOST:PORT/DB: replicas must share users' online state")
+    check_reachable(args.state)
+    print(f"serving on http://{args.host}:{args.port} with {args.workers} replicas, state in {args.state}")
+    return Replicas(without_workers(args.argv), args.workers, host=args.host, port=args.port).start().run()
+
+
+def _two_stage(args):
+    """``serve --retrieval BACKEND``: a TwoStage of ``--retriever`` (+ the index, its knobs
+    from ``--ef-search``, ``--nprobe``...) and ``--model`` as the ranker (its options as for
+    a plain ``serve``), re-ranking ``--candidates`` items per request."""
+    from workbench import models
+    from workbench.retrieval import IndexConfig
+
+    if args.checkpoint:
+        raise ValueError("--retrieval fits its retriever and ranker; it does not take --checkpoint")
+    knobs = {
+        name: getattr(args, name)
+        for name in ("m", "ef_construction", "ef_search", "nlist", "nprobe", "code_size")
+        if getattr(args, name) is not None
+    }
+    index = IndexConfig(backend=args.retrieval, device=args.device, **knobs)
+    retriever = models.build(args.retriever, **models.applicable(args.retriever, seed=args.seed, device=args.device))
+    ranker = models.build(args.model, **_model_options(args))
+    return models.TwoStage(retriever=retriever, ranker=ranker, candidates=args.candidates, index=index)
 
 
 def _model_options(args) -> dict:
@@ -219,7 +299,9 @@ def main(argv: list[str] | None = None) -> int:
         metavar="NAME VALUE",
         help="a parameter and its values: -p batch_size 1 8 64 (repeatable)",
     )
-    sw.add_argument("--jobs", type=int, default=1, help="points run at once, each in its own process")
+    sw.add_argument(
+        "--jobs", type=int, default=1, help="points run at once in local processes; search: trials in flight"
+    )
     sw.add_argument("--name", help="sweep folder name (default: derived from notebook and grid)")
     sw.add_argument("--smoke", action="store_true", help="synthetic data and tiny settings")
     sw.add_argument("--runs-dir", default="runs")
@@ -227,6 +309,23 @@ def main(argv: list[str] | None = None) -> int:
         "--strict", action="store_true", help="refuse a corrupt point record instead of setting it aside and rerunning"
     )
     sw.add_argument("--wait", action="store_true", help="wait for another sweep running in the same folder to finish")
+    sw.add_argument("--retries", type=int, default=1, help="reruns of a failed or killed point (kept in attempts/)")
+    sw.add_argument(
+        "--backend", choices=["local", "ray"], default="local", help="local processes, or Ray tasks on a cluster"
+    )
+    sw.add_argument("--address", help="Ray cluster address, e.g. 10.0.0.1:6379 (default: RAY_ADDRESS or a local one)")
+    sw.add_argument("--cpus-per-point", type=float, default=1, help="CPUs Ray reserves for each point")
+    sw.add_argument("--gpus-per-point", type=float, default=0, help="GPUs Ray reserves for each point")
+    sw.add_argument(
+        "--search", choices=["optuna"], help="adaptive search instead of the grid: -p NAME [log:]LOW..HIGH ranges"
+    )
+    sw.add_argument("--trials", type=int, help="search: trials in the study (finished ones count on resume)")
+    sw.add_argument("--objective", help="search: a validation metric the notebook records, e.g. valid/ndcg@10/EASE")
+    sw.add_argument("--direction", choices=["maximize", "minimize"], default="maximize")
+    sw.add_argument("--seed", type=int, default=0, help="search: the TPE sampler's seed")
+    sw.add_argument(
+        "--allow-test-objective", action="store_true", help="search: accept an objective that is not a valid/ metric"
+    )
     sw.set_defaults(func=_cmd_sweep)
 
     st = sub.add_parser("store", help="results store maintenance")
@@ -242,7 +341,7 @@ def main(argv: list[str] | None = None) -> int:
     rep.set_defaults(func=_cmd_report)
 
     dl = sub.add_parser("download", help="download (or import) a data set into the cache")
-    dl.add_argument("name", help="ml-100k, ml-1m or ml-latest-small")
+    dl.add_argument("name", help="ml-100k, ml-1m, ml-latest-small, ml-20m or ml-25m")
     dl.add_argument(
         "--from",
         dest="source",
@@ -314,9 +413,30 @@ def main(argv: list[str] | None = None) -> int:
     srv.add_argument(
         "--cache-size", type=int, default=100_000, help="top-k items the cache holds over all its answers, 0 = off"
     )
+    srv.add_argument(
+        "--state",
+        metavar="URL",
+        help="where users' online state lives: redis://HOST:PORT/DB (shared by replicas) or memory (default)",
+    )
+    srv.add_argument("--workers", type=int, default=1, help="replicas behind the one port (needs --state redis://...)")
+    srv.add_argument(
+        "--retrieval",
+        choices=["exact", "flat", "hnsw", "ivf", "ivfpq"],
+        help="two stages: retrieve --candidates items with this index, re-rank them with --model",
+    )
+    srv.add_argument("--candidates", type=int, default=200, help="with --retrieval: items re-ranked per request (N)")
+    srv.add_argument("--retriever", default="ials", help="with --retrieval: the embedding model (ials, bpr)")
+    srv.add_argument("--m", type=int, help="hnsw: graph neighbours per node")
+    srv.add_argument("--ef-construction", type=int, help="hnsw: candidate list while building")
+    srv.add_argument("--ef-search", type=int, help="hnsw: candidate list while searching")
+    srv.add_argument("--nlist", type=int, help="ivf, ivfpq: coarse cells")
+    srv.add_argument("--nprobe", type=int, help="ivf, ivfpq: cells visited per query")
+    srv.add_argument("--code-size", type=int, help="ivfpq: bytes per item")
+    srv.add_argument("--fd", type=int, help=argparse.SUPPRESS)  # a replica: serve the supervisor's socket
     srv.set_defaults(func=_cmd_serve)
 
     args = parser.parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)  # what `serve --workers` repeats per replica
     try:
         return args.func(args)
     except (ValueError, TypeError, FileNotFoundError, RuntimeError) as err:

@@ -7,6 +7,7 @@ import os
 import signal
 import subprocess
 import sys
+from pathlib import Path
 
 import nbformat
 import pytest
@@ -44,7 +45,7 @@ def notebook(tmp_path):
 def test_sweep_runs_grid_in_parallel_records_failures_and_resumes(notebook, tmp_path):
     runs_dir = tmp_path / "runs"
     grid = {"x": [1, 2, 3], "label": ["ab"]}
-    frame = sweeps.sweep(notebook, grid, jobs=2, runs_dir=runs_dir)
+    frame = sweeps.sweep(notebook, grid, jobs=2, runs_dir=runs_dir, retries=0)  # retries: tested below
     assert len(frame) == 3
     by_x = frame.set_index("param.x")
     assert by_x.loc[1, "status"] == "ok" and by_x.loc[2, "x_squared"] == 4
@@ -57,7 +58,7 @@ def test_sweep_runs_grid_in_parallel_records_failures_and_resumes(notebook, tmp_
     error = json.loads((folder / f"{failed_name}.json").read_text())["error"]
     assert error["ename"] == "RuntimeError" and "not allowed" in error["evalue"]
 
-    again = sweeps.sweep(notebook, grid, jobs=1, runs_dir=runs_dir)  # resume
+    again = sweeps.sweep(notebook, grid, jobs=1, runs_dir=runs_dir, retries=0)  # resume
     assert ok_side.stat().st_mtime_ns == stamp  # finished points are not re-run
     assert len(again) == 3
     assert (folder / "attempts" / f"{failed_name}.1.json").exists()  # the earlier failure is kept
@@ -235,3 +236,23 @@ def test_a_second_sweep_can_wait_for_the_first(tmp_path):
     with lock.hold(folder, wait=True):
         assert (folder / "done").exists()  # it got the folder only once the holder let go
     holder.wait()
+
+
+TINY = Path(__file__).parent / "fixtures" / "99_tiny.ipynb"
+
+
+def test_a_failed_point_is_retried_up_to_the_limit_and_each_attempt_kept(tmp_path):
+    grid = {"fail": [True]}
+    frame = sweeps.sweep(TINY, grid, runs_dir=tmp_path / "a", retries=2)
+    assert frame["status"].tolist() == ["failed"]  # once in the store, with its last attempt
+    folder = tmp_path / "a" / sweeps.sweep_id(TINY, grid)
+    name = sweeps.point_name(TINY, {"fail": True})
+    kept = sorted(p.name for p in (folder / "attempts").iterdir())
+    assert kept == [f"{name}.1.ipynb", f"{name}.1.json", f"{name}.2.ipynb", f"{name}.2.json"]
+    assert json.loads((folder / "attempts" / f"{name}.1.json").read_text())["error"]["evalue"] == "asked to fail"
+    sweeps.sweep(TINY, grid, runs_dir=tmp_path / "b", retries=0)
+    assert not (tmp_path / "b" / sweeps.sweep_id(TINY, grid) / "attempts").exists()
+    with pytest.raises(sweeps.SweepError, match="retries must be >= 0"):
+        sweeps.sweep(TINY, grid, runs_dir=tmp_path / "c", retries=-1)
+    with pytest.raises(sweeps.SweepError, match="backend must be 'local' or 'ray'"):
+        sweeps.sweep(TINY, grid, runs_dir=tmp_path / "c", backend=sweeps.Backend("dask"))

@@ -1,4 +1,5 @@
-"""Figures for notebook 09: sensitivity curves with error bars and quality/speed Pareto fronts."""
+"""Figures for notebook 09: sensitivity curves with error bars, quality/speed Pareto fronts,
+and the best validation metric found by a grid and by an adaptive search as points are run."""
 
 from __future__ import annotations
 
@@ -46,6 +47,25 @@ def pareto(points: pd.DataFrame, *, quality: str = "nDCG@10", seconds: str = "fi
     ax.step(front["seconds"], front["quality"], where="post", linestyle="--", color="tab:red", label="Pareto front")
     ax.set_xscale("log")
     ax.set(xlabel=f"{seconds}, log scale", ylabel=quality, title=title or f"{quality} vs {seconds}")
+    ax.legend(fontsize=8)
+    ax.grid(True, alpha=0.3)
+    fig.tight_layout()
+    return fig
+
+
+def search_vs_grid(curves: pd.DataFrame, metric: str, *, title: str = "") -> Figure:
+    """Best ``metric`` found so far against the number of points run, one line per
+    ``arm`` (columns ``arm``, ``points``, ``best``), e.g. a grid beside an Optuna search."""
+    fig, ax = plt.subplots(figsize=(5.5, 3.4))
+    for arm, rows in curves.groupby("arm", sort=False):
+        rows = rows.sort_values("points")
+        ax.plot(rows["points"], rows["best"], marker="o", drawstyle="steps-post", label=str(arm))
+    ax.set(
+        xlabel="points run (notebook executions)",
+        ylabel=f"best {metric} so far",
+        title=title or f"Best {metric} vs points run",
+    )
+    ax.xaxis.get_major_locator().set_params(integer=True)
     ax.legend(fontsize=8)
     ax.grid(True, alpha=0.3)
     fig.tight_layout()

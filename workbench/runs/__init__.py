@@ -7,7 +7,9 @@ store and parameter sweeps.
 - :mod:`.executor` -- papermill execution into ``runs/<time>/``, never overwriting;
 - :mod:`.report` -- ``report.md`` for a run folder;
 - :mod:`.store` -- every run in one SQLite file, rebuilt from the JSON records at will;
-- :mod:`.sweeps` -- a grid of runs, parallel and resumable;
+- :mod:`.sweeps` -- a grid of runs, parallel and resumable, failed points retried;
+- :mod:`.cluster` -- the same points as Ray tasks on a cluster (the one module that imports Ray);
+- :mod:`.search` -- an adaptive search (Optuna TPE) run by either backend, its study resumable;
 - :mod:`.lock` -- one sweep at a time per folder, naming the holder to a second one.
 
 The top of the library below the CLI: runs may import every layer under it, and nothing
