@@ -136,7 +136,7 @@ def test_factor_fold_in_solves_the_users_normal_equations(interactions):
     item = int(toy.items.ids_[0])
     model.add_interaction(user, item)
     history = np.unique(model.history(user))
-    y, x = toy.item_factors_.double(), model._vectors[user].double()
+    y, x = toy.item_factors_.double(), torch.as_tensor(model.state.read([user])[0].vector).double()
     lhs = y.T @ y + 0.5 * torch.eye(4) + 2.0 * (y[history].T @ y[history])
     torch.testing.assert_close(lhs @ x, 3.0 * y[history].sum(0), rtol=1e-4, atol=1e-4)
     [answer] = model.recommend_batch([(user, 4)])

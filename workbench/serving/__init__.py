@@ -4,6 +4,8 @@ and the load generators that measure it.
 - :mod:`.adapters` -- a fitted model as a servable: batched top-k, online updates, cold start;
 - :mod:`.batcher` -- the asyncio dynamic micro-batcher (with a priority lane);
 - :mod:`.cache` -- the top-k answer cache, capped by the items it holds;
+- :mod:`.state` -- where users' online state lives: this process, or Redis shared by replicas;
+- :mod:`.replicas` -- N ``workbench serve`` replicas behind one port, and a ``redis-server``;
 - :mod:`.service` -- the serving core: validation, cache, batcher, counters;
 - :mod:`.exporter` -- the core's counters as Prometheus metrics;
 - :mod:`.problems` -- what an error body may quote of the input (short excerpts);

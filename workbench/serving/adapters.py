@@ -23,13 +23,21 @@ ServableModel          anything else (Popularity, BPR, Blend)      item excluded
 
 A user first seen through ``add_interaction`` is served from then on (a new row, a new
 history or a folded-in vector). Seen items -- training and online -- are never
-recommended. State reads and writes take one lock, held only to copy or swap small
-objects, never during a model call.
+recommended.
+
+Online state (items added, update count, folded-in vector) lives in a state backend
+(:mod:`.state`): this process's memory by default, or Redis shared by replicas
+(``servable(model, state="redis://...")``). A batch reads its users' states once (one
+Redis round trip) and computes from that snapshot; an update is one atomic
+read-modify-write of the user's state. No lock is held during a model call.
 """
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import json
+import re
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -39,6 +47,7 @@ import torch
 
 from workbench.data.matrix import row_pairs, rows_matrix
 from workbench.models.base import Recommender
+from workbench.serving.state import Identity, InProcessState, RedisState, UserState, open_state
 
 
 @dataclass(frozen=True)
@@ -78,14 +87,17 @@ class ServableModel:
     to make an update change the scores themselves.
     """
 
-    def __init__(self, model: Recommender, *, version: str | None = None) -> None:
+    def __init__(
+        self, model: Recommender, *, version: str | None = None, state: str | InProcessState | RedisState | None = None
+    ) -> None:
         self.model = model
         self.items = model.items
         self.n_items = len(model.items)
         self.version = version or f"{type(model).__name__.lower()}-1"
         self._lock = threading.Lock()
-        self._added: dict[int, list[int]] = {}  # user id -> item indices added online, oldest first
-        self._updates: dict[int, int] = {}  # user id -> online updates applied
+        # where users' online state lives: a backend, a URL ("redis://...") or None (this process)
+        self.state = state if isinstance(state, (InProcessState, RedisState)) else open_state(state, self.identity)
+        self._local = threading.local()  # .view: user id -> UserState read for the batch (or update) at hand
         counts = np.asarray(model.seen.sum(axis=0), dtype=np.float64).ravel()  # (n_items,)
         self._popular = np.argsort(-counts, kind="stable")  # item indices, most popular first
         self._popularity = counts / max(counts.max(), 1.0)
@@ -94,7 +106,16 @@ class ServableModel:
 
     def knows(self, user_id: int) -> bool:
         """True when the user has a training history or an online one."""
-        return user_id in self.model.users or user_id in self._added
+        return self.trained(user_id) or self._online(user_id) is not None
+
+    def trained(self, user_id: int) -> bool:
+        """True when the user has a training history (no state read)."""
+        return user_id in self.model.users
+
+    def identity(self) -> Identity:
+        """What shared state must belong to: this version label, the training data and
+        the model's options (see :func:`identity`)."""
+        return identity(self.model, self.version)
 
     def cold_start(self, user_id: int, k: int) -> Recommendation:
         """The ``k`` most popular items, flagged as a cold-start answer."""
@@ -115,17 +136,18 @@ class ServableModel:
         :meth:`cold_start`. Runs in the batcher's worker thread.
         """
         rows = self._rows([user for user, _ in requests])  # training row per user, -1 if none
+        view = dict(zip((int(user) for user, _ in requests), self.state.read([int(user) for user, _ in requests])))
         out = [
-            None if row >= 0 or user in self._added else self.cold_start(user, k)
+            None if row >= 0 or view[int(user)] is not None else self.cold_start(user, k)
             for (user, k), row in zip(requests, rows)
         ]
         known = [i for i, answer in enumerate(out) if answer is None]
         if not known:
             return out
         users = [int(requests[i][0]) for i in known]
-        with self._lock:  # a consistent snapshot: histories, versions, model state
+        with self._lock, self._viewing(view):  # one snapshot: histories, versions, model state
             histories = [self._history(users[j], int(rows[i])) for j, i in enumerate(known)]
-            versions = [self._updates.get(u, 0) for u in users]
+            versions = [view[u].updates if view[u] is not None else 0 for u in users]
             state = self._state(users, histories)
         scores = torch.as_tensor(self._scores(users, histories, state)).float()  # (B, n_items)
         scores = _mask(scores, histories)
@@ -149,17 +171,37 @@ class ServableModel:
     def add_interaction(self, user_id: int, item_id: int) -> int:
         """Record that ``user_id`` interacted with ``item_id``, effective for the next
         batch; returns the user's update count. Unknown items raise
-        :class:`~workbench.data.matrix.UnknownIdError` (nothing is changed)."""
+        :class:`~workbench.data.matrix.UnknownIdError` (nothing is changed); a shared
+        state backend that cannot be reached raises
+        :class:`~workbench.serving.state.StateUnavailable` (nothing is changed)."""
         user_id, index = int(user_id), int(self.items.index(np.asarray([item_id]))[0])
-        with self._lock:
-            self._update(user_id, np.append(self.history(user_id), index))  # may raise: nothing changed yet
-            self._added.setdefault(user_id, []).append(index)
-            self._updates[user_id] = version = self._updates.get(user_id, 0) + 1
-        return version
+
+        def change(old: UserState) -> UserState:  # atomic per user; may run again after a conflict
+            with self._viewing({user_id: old}):  # not the adapter's lock: a batch holds it while reading state
+                vector = self._update(user_id, np.append(self.history(user_id), index))  # may raise: nothing changed
+            return UserState((*old.added, index), old.updates + 1, None if vector is None else _numpy(vector))
+
+        return self.state.update(user_id, change).updates
 
     def history(self, user_id: int) -> np.ndarray:
         """(n,) item indices of the user, training first then online, oldest first."""
         return self._history(user_id, int(self._rows([user_id])[0]))
+
+    def _online(self, user_id: int) -> UserState | None:
+        """The user's online state: from the snapshot being worked on, else read now."""
+        view = getattr(self._local, "view", None)
+        if view is not None and user_id in view:
+            return view[user_id]
+        return self.state.read([user_id])[0]
+
+    @contextlib.contextmanager
+    def _viewing(self, view: dict[int, UserState | None]):
+        """Make ``view`` what :meth:`_online` answers from, in this thread, for the block."""
+        before, self._local.view = getattr(self._local, "view", None), view
+        try:
+            yield
+        finally:
+            self._local.view = before
 
     def _rows(self, user_ids: Sequence[int]) -> np.ndarray:
         """Training-matrix rows of ``user_ids`` (-1 for users without one), in one lookup."""
@@ -168,7 +210,8 @@ class ServableModel:
         return np.where(users.contains(ids), np.searchsorted(users.ids_, ids), -1)
 
     def _history(self, user_id: int, row: int) -> np.ndarray:
-        added = self._added.get(user_id, ())
+        online = self._online(user_id)
+        added = online.added if online is not None else ()
         if row >= 0:
             base = self._base_history(row)
             return np.concatenate([base, np.asarray(added, dtype=np.int64)]) if added else base
@@ -193,8 +236,11 @@ class ServableModel:
             scores[torch.as_tensor(known)] = torch.as_tensor(self.model.score(rows[known])).float().cpu()
         return scores
 
-    def _update(self, user_id: int, history: np.ndarray) -> None:
-        """Refresh model state after the user's history grew (called under the lock)."""
+    def _update(self, user_id: int, history: np.ndarray) -> np.ndarray | torch.Tensor | None:
+        """Model state after the user's history grew (one update of a user at a time): None, or
+        the user's new (f,) vector, stored with their state and read back by
+        :meth:`_online` (``.vector``)."""
+        return None
 
 
 def _mask(scores: torch.Tensor, histories: list[np.ndarray]) -> torch.Tensor:
@@ -222,18 +268,20 @@ class FactorServable(ServableModel):
     factors fixed (fold-in, one (f, f) system):
     ``(Y^T Y + reg I + alpha Y_u^T Y_u) x = (1 + alpha) Y_u^T 1``."""
 
-    def __init__(self, model: Recommender, *, version: str | None = None) -> None:
-        super().__init__(model, version=version)
+    def __init__(
+        self, model: Recommender, *, version: str | None = None, state: str | InProcessState | RedisState | None = None
+    ) -> None:
+        super().__init__(model, version=version, state=state)
         y = model.item_factors_.float()  # (n_items, f)
         self._gram = y.T @ y + model.config.reg * torch.eye(y.shape[1], device=y.device)  # (f, f)
-        self._vectors: dict[int, torch.Tensor] = {}  # user id -> folded-in (f,) vector
 
     def _state(self, users, histories) -> torch.Tensor:
         base = self.model.user_factors_
         rows = []
         for u in users:
-            if u in self._vectors:
-                rows.append(self._vectors[u])
+            online = self._online(u)
+            if online is not None and online.vector is not None:
+                rows.append(torch.as_tensor(online.vector, device=base.device))
             else:
                 rows.append(base[int(self.model.users.index(np.asarray([u]))[0])])
         return torch.stack(rows)  # (B, f): a copy, so later updates do not touch it
@@ -241,12 +289,12 @@ class FactorServable(ServableModel):
     def _scores(self, users, histories, state: torch.Tensor) -> torch.Tensor:
         return state @ self.model.item_factors_.T  # (B, n_items)
 
-    def _update(self, user_id: int, history: np.ndarray) -> None:
+    def _update(self, user_id: int, history: np.ndarray) -> torch.Tensor:
         y = self.model.item_factors_[torch.as_tensor(np.unique(history), device=self._gram.device)]  # (m, f)
         alpha = self.model.config.alpha
         lhs = self._gram + alpha * (y.T @ y)  # (f, f)
         rhs = (1.0 + alpha) * y.sum(0)  # (f,)
-        self._vectors[user_id] = torch.linalg.solve(lhs, rhs)
+        return torch.linalg.solve(lhs, rhs)  # the user's folded-in (f,) vector
 
 
 class SequenceServable(ServableModel):
@@ -260,13 +308,36 @@ class SequenceServable(ServableModel):
         return self.model.score_sequences(histories)  # (B, n_items)
 
 
-def servable(model: Recommender, *, version: str | None = None) -> ServableModel:
-    """The adapter that fits ``model`` (see the module docstring's table)."""
+def servable(
+    model: Recommender, *, version: str | None = None, state: str | InProcessState | RedisState | None = None
+) -> ServableModel:
+    """The adapter that fits ``model`` (see the module docstring's table); ``state``: where
+    online state lives (None: this process; ``"redis://HOST:PORT/DB"``: Redis, shared)."""
     if hasattr(model, "score_sequences") and hasattr(model, "sequences_"):
-        return SequenceServable(model, version=version)
+        return SequenceServable(model, version=version, state=state)
     if hasattr(model, "item_factors_") and hasattr(model, "user_factors_") and hasattr(model.config, "alpha"):
-        return FactorServable(model, version=version)
+        return FactorServable(model, version=version, state=state)
     n_items = len(model.items)
     if getattr(getattr(model, "weights_", None), "shape", None) == (n_items, n_items):  # not Blend's (n_models,)
-        return SimilarityServable(model, version=version)
-    return ServableModel(model, version=version)
+        return SimilarityServable(model, version=version, state=state)
+    return ServableModel(model, version=version, state=state)
+
+
+def identity(model: Recommender, version: str) -> Identity:
+    """The identity shared state is kept under: ``version``; a SHA-256 of the training
+    data as the model holds it (user and item ids, the seen matrix); one of the model's
+    ``repr``, its class and options, a two-stage model's parts included (``device`` left
+    out: replicas on different devices serve the same model)."""
+    data = hashlib.sha256()
+    seen = model.seen.tocsr()
+    for array in (model.users.ids_, model.items.ids_, seen.indptr, seen.indices):
+        data.update(np.ascontiguousarray(array, dtype=np.int64).tobytes())
+    described = re.sub(r"device=[^,)]*|at 0x[0-9a-f]+", "", repr(model))  # Name(options), parts' included
+    return Identity(version, data.hexdigest(), hashlib.sha256(described.encode()).hexdigest())
+
+
+def _numpy(vector) -> np.ndarray:
+    """A (f,) vector as float32 numpy (what the state backends store)."""
+    if isinstance(vector, torch.Tensor):
+        return vector.detach().float().cpu().numpy()
+    return np.asarray(vector, dtype=np.float32)

@@ -2,7 +2,7 @@
 
     GET  /recommend/{user_id}?k=10   -> {"user_id", "items", "scores", "cold_start", ...}
     POST /interactions               <- {"user_id": 7, "item_id": 42}   (token, when set)
-    GET  /health  (and HEAD)         -> {"status": "ok", ...}
+    GET  /health  (and HEAD)         -> {"status": "ok", ..., "state": {"backend": ...}}
     GET  /metrics                    -> Prometheus text (requests by outcome, invalid
                                         requests per endpoint, batch-size histogram,
                                         queue depth, cache size and hit rate, latency)
@@ -16,7 +16,9 @@ rejection costs little even when the event loop is the bottleneck), a full batch
 queue, or an expected wait longer than what is left of the request's deadline -- or
 when it is stopping; 504 when a request misses its deadline, counted from its arrival
 (stamped by :class:`AdmissionControl`); 500 when the model failed for the request's
-batch (other batches are unaffected). Shutdown is graceful: uvicorn stops accepting
+batch (other batches are unaffected); 503 for an update the shared state backend
+(Redis) could not take -- it was not applied, retry -- while reads go on from the last
+known state (``/health`` then says ``"degraded"``). Shutdown is graceful: uvicorn stops accepting
 connections, lets in-flight requests finish, then the batcher drains its queue.
 
 :class:`ServerThread` runs the app on a free loopback port in a background thread (tests,
@@ -30,6 +32,7 @@ import gc
 import hmac
 import ipaddress
 import json
+import os
 import socket
 import threading
 import time
@@ -50,6 +53,7 @@ from workbench.serving.batcher import Overloaded, RequestTimeout, ShuttingDown
 from workbench.serving.exporter import Collector, InFlight
 from workbench.serving.problems import EXCERPT_CHARS, excerpt, excerpted
 from workbench.serving.service import InvalidRequest, RecommendationService, UnknownItem
+from workbench.serving.state import StateError, StateUnavailable
 
 #: seconds a rejected client is told to wait (``Retry-After``)
 RETRY_AFTER_S = 1
@@ -102,8 +106,19 @@ class Applied(BaseModel):
     user_version: int
 
 
+class StateHealth(BaseModel):
+    """Where users' online state lives (``backend``: "in-process" or "redis") and whether
+    it answers; for Redis its URL (password hidden) and key namespace."""
+
+    backend: str
+    ok: bool
+    url: str | None = None
+    namespace: str | None = None
+
+
 class Health(BaseModel):
-    """Body of ``GET /health``."""
+    """Body of ``GET /health`` (``status``: "ok", or "degraded" while the state backend
+    does not answer; ``pid``: which replica answered)."""
 
     status: str
     model_version: str
@@ -111,6 +126,8 @@ class Health(BaseModel):
     in_flight: int
     max_in_flight: int
     priority_lane: bool
+    state: StateHealth
+    pid: int
 
 
 class Problem(BaseModel):
@@ -239,6 +256,8 @@ def _add_recommend(app: FastAPI, service: RecommendationService) -> None:
             return _error(504, str(err))
         except InvalidRequest as err:
             return _invalid("path" if err.field == "user_id" else "query", err)
+        except StateError as err:  # a user record this build cannot read
+            return _error(500, f"state error: {err}")
         except Exception as err:  # the model failed for this batch; the server stays up
             return _error(500, f"model error: {type(err).__name__}: {err}")
         return Response(answer.to_json(), media_type="application/json")
@@ -248,6 +267,7 @@ def _add_interactions(app: FastAPI, service: RecommendationService, token: str |
     responses: dict = {
         400: {"model": Problem, "description": "a body that cannot be decoded"},
         404: {"model": Problem, "description": "an item the model does not know"},
+        503: {"model": Problem, "description": "the shared state is unavailable: not applied", "headers": _RETRY},
         413: {"model": Problem, "description": f"a body over {MAX_BODY_BYTES} bytes"},
     }
     if token is not None:
@@ -264,6 +284,8 @@ def _add_interactions(app: FastAPI, service: RecommendationService, token: str |
             version = await service.add_interaction(body.user_id, body.item_id)
         except UnknownItem as err:
             return _error(404, str(err))
+        except StateUnavailable as err:
+            return _error(503, str(err), retry=True)
         except InvalidRequest as err:
             return _invalid("body", err)
         return {"user_id": body.user_id, "item_id": body.item_id, "user_version": version}
@@ -294,13 +316,18 @@ def _add_health_and_metrics(app: FastAPI, service: RecommendationService, gate: 
     @app.head("/health", response_model=Health, operation_id="health_head")  # what load balancers probe with
     @app.get("/health", response_model=Health)
     async def health():
+        if service.shared is not None:
+            await service.shared.ping()
+        state = service.state_snapshot()
         return {
-            "status": "ok",
+            "status": "ok" if state["ok"] else "degraded",
             "model_version": service.model.version,
             "queue_depth": service.batcher.queue_depth,
             "in_flight": gate.count,
             "max_in_flight": gate.limit,
             "priority_lane": service.config.priority_lane,
+            "state": {k: state.get(k) for k in ("backend", "ok", "url", "namespace")},
+            "pid": os.getpid(),
         }
 
     @app.get("/metrics", response_class=PlainTextResponse)
@@ -395,14 +422,25 @@ def run(
     port: int = 8000,
     token: str | None = None,
     access_log: bool = False,
+    fd: int | None = None,
 ) -> None:
     """Serve ``service`` over HTTP in the foreground until Ctrl+C (graceful: in-flight
     requests finish, then the batcher drains its queue). ``token``: what write endpoints
-    require; ``access_log``: a log line per request (off: it costs a load test dearly)."""
+    require; ``access_log``: a log line per request (off: it costs a load test dearly);
+    ``fd``: a listening socket inherited from a supervisor (replicas share its port;
+    ``host`` and ``port`` are then ignored)."""
     app = create_app(service, token=token)
     # Everything allocated so far (model, data, the imports: ~440k objects for SASRec on
     # ml-100k) lives as long as the server; left to the cyclic GC, every full collection
     # walks it and stalls all requests ~0.2 s (measured: the HTTP p99). Freeze it once.
     gc.collect()
     gc.freeze()
-    uvicorn.run(app, host=host, port=port, log_level="info", access_log=access_log, timeout_graceful_shutdown=10)
+    if fd is None:
+        uvicorn.run(app, host=host, port=port, log_level="info", access_log=access_log, timeout_graceful_shutdown=10)
+        return
+    # not socket.fromfd, which sets proto 0: asyncio turns Nagle off only on proto TCP (see ServerThread.start)
+    sock = socket.socket(fileno=fd)  # family, type and proto read from the descriptor
+    config = uvicorn.Config(
+        app, log_level="warning", access_log=access_log, lifespan="on", timeout_graceful_shutdown=10
+    )
+    uvicorn.Server(config).run(sockets=[sock])

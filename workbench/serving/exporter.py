@@ -38,6 +38,7 @@ class Collector:
         yield from self._queue(snap)
         yield _batch_sizes(snap["batch_sizes"])
         yield _latency(snap)
+        yield from _state(snap["state"], snap["counts"])
 
     def _requests(self, counts: dict):
         requests = CounterMetricFamily("workbench_requests", "Recommendation requests by outcome", labels=["outcome"])
@@ -112,3 +113,33 @@ def _latency(snap: dict) -> Metric:
     latency.add_sample("workbench_request_latency_seconds_count", {}, snap["counts"].get("ok", 0))
     latency.add_sample("workbench_request_latency_seconds_sum", {}, snap["latency_seconds"])
     return latency
+
+
+def _state(state: dict, counts: dict):
+    """The state backend: which one and whether it answers, operations, errors and
+    latency per operation (Redis: ``read`` by a batch, ``update``, ``check`` of a cache
+    hit or an unknown user), degraded reads, write conflicts; and the service's side:
+    updates refused (503), update messages heard, cached answers found stale."""
+    info = GaugeMetricFamily("workbench_state_up", "1 while the state backend answers", labels=["backend"])
+    info.add_metric([state["backend"]], float(state["ok"]))
+    yield info
+    ops = CounterMetricFamily("workbench_state_operations", "State backend operations", labels=["op"])
+    errors = CounterMetricFamily("workbench_state_errors", "State backend operations that failed", labels=["op"])
+    for op in ("read", "update", "check"):
+        ops.add_metric([op], state["operations"].get(op, 0))
+        errors.add_metric([op], state["errors"].get(op, 0))
+    yield ops
+    yield errors
+    latency = Metric("workbench_state_latency_seconds", "State backend latency per operation (recent)", "summary")
+    for op, quantiles in state["latency_quantiles"].items():
+        for q, value in quantiles.items():
+            latency.add_sample("workbench_state_latency_seconds", {"op": op, "quantile": str(q)}, value)
+    yield latency
+    for name, value, text in (
+        ("degraded_reads", state.get("degraded_reads", 0), "Reads answered from last known state (backend down)"),
+        ("conflicts", state.get("conflicts", 0), "Updates recomputed after a concurrent write to the same user"),
+        ("updates_unavailable", counts.get("updates_unavailable", 0), "Updates refused (503): backend down"),
+        ("invalidations", counts.get("invalidations", 0), "Update messages that dropped a user's cached answers"),
+        ("cache_stale", counts.get("cache_stale", 0), "Cache hits dropped: the user changed on another replica"),
+    ):
+        yield CounterMetricFamily(f"workbench_state_{name}", text, value=value)

@@ -18,6 +18,18 @@ interaction waits neither for a batch to fill nor behind the batch being compute
 endpoint exports.
 
 ``ServingConfig(max_batch_size=1, cache_size=0)`` is per-request serving, the baseline.
+
+Replicas sharing state (a model whose ``state`` is a shared backend, Redis: see
+:mod:`.state`): every update is published; each replica's listener drops that user's
+cached answers and puts their next read in the priority lane. The message can arrive
+after the client that made the update reads from another replica, so a cache hit is
+served only when its ``user_version`` still equals the user's update count in Redis (one
+round trip, cheaper than a model call); otherwise it is dropped and recomputed with
+priority (``cache_stale``). So once ``POST /interactions`` has answered, no replica
+answers that user from the state before it. Updates run in a worker thread (a Redis
+transaction must not hold up the event loop); when Redis is down they fail at once
+(:class:`~workbench.serving.state.StateUnavailable`, HTTP 503) and reads fall back to the
+last state this replica saw, a cached answer included (``degraded_reads``).
 """
 
 from __future__ import annotations
@@ -32,6 +44,7 @@ import numpy as np
 from workbench.serving.adapters import Recommendation, ServableModel
 from workbench.serving.batcher import BatcherConfig, MicroBatcher, Overloaded, RequestTimeout, ShuttingDown
 from workbench.serving.cache import TopKCache
+from workbench.serving.state import StateUnavailable
 
 #: the largest user or item id accepted (ids are int64)
 MAX_ID = 2**63 - 1
@@ -106,14 +119,25 @@ class RecommendationService:
         self.model_seconds = 0.0
         self._epochs: dict[int, int] = {}  # user id -> updates seen by the service
         self._unseen: set[int] = set()  # users updated since their last answer from the model
+        state = getattr(model, "state", None)
+        self.shared = state if getattr(state, "shared", False) else None  # a state backend shared by replicas
+        self._latest: dict[int, int] = {}  # user id -> newest update count heard of (shared state)
+        self._listener: asyncio.Task | None = None
 
     async def start(self) -> RecommendationService:
         await self.batcher.start()
+        if self.shared is not None:
+            self._listener = asyncio.ensure_future(self.shared.listen(self._heard, self._resubscribed))
         return self
 
     async def close(self, *, drain: bool = True) -> None:
         """Stop intake; answer queued requests first when ``drain``."""
         await self.batcher.close(drain=drain)
+        if self._listener is not None:
+            self._listener.cancel()
+            await asyncio.gather(self._listener, return_exceptions=True)
+            self._listener = None
+            await self.shared.aclose()
 
     async def __aenter__(self) -> RecommendationService:
         return await self.start()
@@ -145,9 +169,11 @@ class RecommendationService:
         key = (user_id, k, self.model.version)
         use_cache = self.config.cache_size > 0
         answer = self.cache.get(key) if use_cache else None
+        if answer is not None and self.shared is not None and not await self._current(answer):
+            answer = None
         if answer is not None:
             self.counts["cache_hits"] += 1
-        elif not self.model.knows(user_id):
+        elif not await self._knows(user_id):
             answer = self.model.cold_start(user_id, k)
             self.counts["cold_start"] += 1
         else:
@@ -163,6 +189,46 @@ class RecommendationService:
         self.latencies.append(elapsed)
         self.latency_seconds += elapsed
         return answer
+
+    async def _current(self, answer: Recommendation) -> bool:
+        """Whether a cached ``answer`` still reflects every update of its user in the shared
+        state (Redis down: yes, the last known state). A stale one is dropped, its user's
+        next read takes the priority lane."""
+        updates = await self.shared.current(answer.user_id)
+        if updates is None or updates == answer.user_version:
+            return True
+        self.cache.invalidate_user(answer.user_id)
+        self.cache.hits, self.cache.misses = self.cache.hits - 1, self.cache.misses + 1
+        self._unseen.add(answer.user_id)
+        self.counts["cache_stale"] += 1
+        return False
+
+    async def _knows(self, user_id: int) -> bool:
+        if self.shared is None:
+            return self.model.knows(user_id)
+        return self.model.trained(user_id) or await self.shared.exists(user_id)
+
+    def _heard(self, user_id: int, updates: int) -> None:
+        """A replica (this one included) applied an update: drop the user's cached answers
+        and give their next read priority, unless this one is already known."""
+        if updates <= self._latest.get(user_id, 0):
+            return
+        self._latest[user_id] = updates
+        self._changed(user_id)
+        self.counts["invalidations"] += 1
+
+    def _resubscribed(self) -> None:
+        """(Re)subscribed to the update messages: any published while not subscribed are
+        lost, so every cached answer may be stale: start an empty cache (same counters)."""
+        if len(self.cache):
+            fresh = TopKCache(self.config.cache_size, ttl_s=self.config.cache_ttl_s)
+            fresh.hits, fresh.misses = self.cache.hits, self.cache.misses
+            self.cache = fresh
+
+    def _changed(self, user_id: int) -> None:
+        self._epochs[user_id] = self._epochs.get(user_id, 0) + 1
+        self._unseen.add(user_id)
+        self.cache.invalidate_user(user_id)
 
     async def _submit(self, request: tuple[int, int], *, priority: bool, arrived: float) -> Recommendation:
         """The batcher's answer, counting every way it can fail."""
@@ -192,16 +258,22 @@ class RecommendationService:
         try:
             _check_id(user_id, "user_id")
             _check_id(item_id, "item_id")
-            version = self.model.add_interaction(int(user_id), int(item_id))
+            if self.shared is None:
+                version = self.model.add_interaction(int(user_id), int(item_id))
+            else:  # a Redis transaction: not on the event loop
+                version = await asyncio.to_thread(self.model.add_interaction, int(user_id), int(item_id))
+        except StateUnavailable:
+            self.counts["updates_unavailable"] += 1
+            raise
         except InvalidRequest:
             self.counts["invalid_updates"] += 1
             raise
         except KeyError as err:  # UnknownIdError
             self.counts["invalid_updates"] += 1
             raise UnknownItem(str(err), field="item_id") from None
-        self._epochs[int(user_id)] = self._epochs.get(int(user_id), 0) + 1
-        self._unseen.add(int(user_id))
-        self.cache.invalidate_user(int(user_id))
+        if self.shared is not None:
+            self._latest[int(user_id)] = max(version, self._latest.get(int(user_id), 0))
+        self._changed(int(user_id))
         self.counts["updates"] += 1
         return version
 
@@ -232,6 +304,20 @@ class RecommendationService:
             "latency_quantiles": quantiles,
             "latency_seconds": self.latency_seconds,
             "model_version": self.model.version,
+            "state": self.state_snapshot(),
+        }
+
+    def state_snapshot(self) -> dict:
+        """The state backend: what it is and whether it answers (``describe()``), its
+        operations, errors and latencies, degraded reads and write conflicts."""
+        state = getattr(self.model, "state", None)
+        if state is None:  # a servable without a state backend (a test double)
+            return {"backend": "in-process", "ok": True, "operations": {}, "errors": {}, "latency_quantiles": {}}
+        return {
+            **state.describe(),
+            **state.stats.snapshot(),
+            "degraded_reads": state.degraded_reads,
+            "conflicts": state.conflicts,
         }
 
 
