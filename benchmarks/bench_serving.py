@@ -13,6 +13,13 @@ and httpx load generators, with the CPU each side used) and the overload account
 throughput at the same concurrency with p99 no worse than per-request's at its
 saturation point; update reflected within 10 ms (p99); nothing lost or duplicated.
 Every run is bounded by ``--requests`` and ``--duration``.
+
+``--two-stage`` (issue 14) instead compares, at ``--catalogue`` items (default 10^5, a
+synthetic log), an iALS-128 scoring every item with two stages (iALS-64 + HNSW retrieve
+``--candidates`` items, the same iALS-128 re-ranks them), both behind the same batcher:
+requests/s and p99 side by side (target: >= 5x requests/s at equal or lower p99).
+
+    .venv/bin/python benchmarks/bench_serving.py --two-stage --duration 5
 """
 
 from __future__ import annotations
@@ -37,10 +44,14 @@ import torch
 
 from workbench import models
 from workbench.data import datasets
+from workbench.evaluation.retrieval import synthetic_embeddings
+from workbench.models import IALS, TwoStage
+from workbench.retrieval import IndexConfig
 from workbench.serving.adapters import servable
 from workbench.serving.load import LoadResult, LoadSpec, http_load, run_sync, update_pairs
 from workbench.serving.scenarios import freshness_under_load, inprocess, latency_curves
 from workbench.serving.service import ServingConfig
+from workbench.serving.two_stage import TwoStageServable
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -367,6 +378,47 @@ def build_model(
     return models.build(name, **options).fit(interactions)
 
 
+def full_vs_two_stage(args) -> None:
+    """``--two-stage``: at ``--catalogue`` items (synthetic log), the ranker (iALS-128)
+    scoring every item against two stages (iALS-64 + HNSW retrieve ``--candidates``, the
+    same ranker re-ranks them), both behind the same micro-batcher (cache off: the model
+    is what is measured), closed loop at ``--concurrency`` clients; throughput and p99
+    side by side, the ratio and issue 14's target (>= 5x requests/s at equal or lower p99)."""
+    started = time.perf_counter()
+    retriever, log, cost = synthetic_embeddings(args.catalogue, seed=0)
+    ranker = IALS(factors=128, epochs=2, device="cpu", seed=1).fit(log)
+    index = IndexConfig(backend=args.retrieval, m=16, ef_construction=48, ef_search=64, nprobe=args.nprobe)
+    two = TwoStage(retriever=retriever, ranker=ranker, candidates=args.candidates, index=index)
+    two.fit(log, parts_fitted=True)
+    setups = {
+        "full scoring (iALS-128, every item)": servable(ranker),
+        f"two-stage ({args.retrieval}, N={args.candidates})": TwoStageServable(two),
+    }
+    users = ranker.users.ids_
+    print(
+        f"# full scoring vs two-stage: {cost['catalogue']:,} items, {len(users):,} users; building the models and "
+        f"the index took {time.perf_counter() - started:.0f} s; {os.cpu_count()} cpus, torch threads "
+        f"{torch.get_num_threads()}, load average {os.getloadavg()[0]:.1f}{' (busy)' if os.getloadavg()[0] > 2 else ''}"
+    )
+    config = ServingConfig(max_batch_size=args.max_batch_size, max_wait_ms=args.max_wait_ms, cache_size=0)
+    rows = []
+    for name, served in setups.items():
+        spec = LoadSpec(requests=args.requests, duration_s=args.duration)
+        latency_curves(served, {"warm-up": config}, users, [args.concurrency], LoadSpec(requests=100, duration_s=1))
+        curve = latency_curves(served, {name: config}, users, [args.concurrency], spec)
+        rows.append(curve.iloc[0][["setup", "throughput_rps", "p50_ms", "p99_ms", "mean_batch"]])
+    table = pd.DataFrame(rows).reset_index(drop=True)
+    print(table.round(2).to_string(index=False))
+    full, staged = table.iloc[0], table.iloc[1]
+    ratio = staged["throughput_rps"] / full["throughput_rps"]
+    met = ratio >= 5 and staged["p99_ms"] <= full["p99_ms"]
+    print(
+        f"two-stage {staged['throughput_rps']:.0f} req/s vs full {full['throughput_rps']:.0f} req/s = {ratio:.2f}x, "
+        f"p99 {staged['p99_ms']:.1f} ms vs {full['p99_ms']:.1f} ms (target >= 5x at equal or lower p99) "
+        f"-> {verdict(met)}"
+    )
+
+
 def verdict(ok: bool) -> str:
     return "MET" if ok else "NOT MET"
 
@@ -397,8 +449,18 @@ def main(argv: list[str] | None = None) -> int:
         default=1,
         help="intra-op threads for every setup (1: no spinning OpenMP threads on a shared machine)",
     )
+    parser.add_argument("--two-stage", action="store_true", help="only full scoring vs two-stage (issue 14)")
+    parser.add_argument("--catalogue", type=int, default=100_000, help="--two-stage: synthetic catalogue size")
+    parser.add_argument("--candidates", type=int, default=200, help="--two-stage: N")
+    parser.add_argument(
+        "--retrieval", default="hnsw", help="--two-stage: the index (hnsw: m 16, efSearch 64 raised to N)"
+    )
+    parser.add_argument("--nprobe", type=int, default=16, help="--two-stage with --retrieval ivf: cells visited")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.torch_threads)
+    if args.two_stage:
+        full_vs_two_stage(args)
+        return 0
 
     path = args.data_path if args.dataset != "synthetic" and Path(args.data_path).exists() else None
     data = datasets.load(args.dataset, path=path, size="small")
