@@ -25,7 +25,6 @@ import contextlib
 import multiprocessing
 import os
 import platform
-import signal
 import subprocess
 import sys
 import tempfile
@@ -39,7 +38,7 @@ import psutil
 import redis
 
 from workbench.data import datasets
-from workbench.serving.load import LoadSpec, http_load, run_sync
+from workbench.serving.load import LoadSpec, http_load, run_sync, served_process
 from workbench.serving.replicas import RedisServer, free_port
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -55,31 +54,11 @@ def served(args, *extra: str):
     if args.dataset != "synthetic":
         cmd += ["--data-path", args.data_path]
     env = {**os.environ, "OMP_NUM_THREADS": str(args.torch_threads)}
-    proc = subprocess.Popen([*cmd, *extra], cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 300
-        while True:
-            try:
-                httpx.get(f"{url}/health", timeout=2)
-                break
-            except httpx.TransportError:
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError(f"server did not start: {' '.join(cmd + list(extra))}") from None
-                time.sleep(0.3)
-        if "--workers" in extra:  # every replica answers (fresh connections reach either)
-            pids, deadline = set(), time.monotonic() + 300
-            while len(pids) < int(extra[extra.index("--workers") + 1]) and time.monotonic() < deadline:
-                with contextlib.suppress(httpx.TransportError):
-                    pids.add(httpx.get(f"{url}/health", timeout=2).json()["pid"])
+    replicas = int(extra[extra.index("--workers") + 1]) if "--workers" in extra else 1
+    with served_process(
+        [*cmd, *extra], port, replicas=replicas, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    ) as (url, proc):
         yield url, proc
-    finally:
-        proc.send_signal(signal.SIGINT)
-        try:
-            proc.wait(30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(5)
 
 
 @contextlib.contextmanager

@@ -29,7 +29,6 @@ import contextlib
 import gc
 import os
 import platform
-import signal
 import socket
 import subprocess
 import sys
@@ -48,7 +47,7 @@ from workbench.evaluation.retrieval import synthetic_embeddings
 from workbench.models import IALS, TwoStage
 from workbench.retrieval import IndexConfig
 from workbench.serving.adapters import servable
-from workbench.serving.load import LoadResult, LoadSpec, http_load, run_sync, update_pairs
+from workbench.serving.load import LoadResult, LoadSpec, http_load, run_sync, served_process, update_pairs
 from workbench.serving.scenarios import freshness_under_load, inprocess, latency_curves
 from workbench.serving.service import ServingConfig
 from workbench.serving.two_stage import TwoStageServable
@@ -135,26 +134,9 @@ def server_process(args, checkpoint: str | None, serving: ServingConfig):
     if checkpoint:
         cmd += ["--checkpoint", checkpoint]
     env = {**os.environ, "OMP_NUM_THREADS": str(args.torch_threads)}  # torch's intra-op threads there
-    proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 300
-        while True:
-            try:
-                httpx.get(f"{url}/health", timeout=2)
-                break
-            except httpx.TransportError:
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError(f"server did not start: {' '.join(cmd)}") from None
-                time.sleep(0.3)
+    quiet = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL}
+    with served_process(cmd, port, cwd=ROOT, env=env, **quiet) as (url, proc):
         yield url, psutil.Process(proc.pid)
-    finally:
-        proc.send_signal(signal.SIGINT)
-        try:
-            proc.wait(30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(5)
 
 
 def metric(url: str, name: str) -> float:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import sys
 import time
 
 import httpx
@@ -382,3 +383,13 @@ def test_freshness_under_load_reflects_every_update():
         )
         assert len(table) == 3 and table["reflected"].all()
         assert (table["fresh_ms"] >= table["update_ms"]).all()
+
+
+def test_a_server_that_exits_before_answering_is_reported_not_waited_for():
+    started = time.monotonic()
+    with (
+        pytest.raises(RuntimeError, match="server did not start"),
+        loadtest.served_process([sys.executable, "-c", "pass"], 9, timeout_s=60),
+    ):
+        pass
+    assert time.monotonic() - started < 30

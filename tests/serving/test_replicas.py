@@ -19,6 +19,7 @@ import psutil
 import pytest
 
 from workbench.cli import main
+from workbench.serving.load import served_process
 from workbench.serving.replicas import RedisServer, free_port, without_workers
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -51,18 +52,9 @@ def replicas(tmp_path):
         port = free_port()
         cmd = [sys.executable, "-m", "workbench.cli", *SERVE, "--workers", "2", "--port", str(port)]
         env = {**os.environ, "OMP_NUM_THREADS": "1"}
-        proc = subprocess.Popen([*cmd, "--state", redis_server.url], cwd=ROOT, env=env)
-        url = f"http://127.0.0.1:{port}"
-        try:
-            pids = _pids(url, proc, want=2, timeout_s=60)
-            yield url, proc, pids
-        finally:
-            proc.send_signal(signal.SIGINT)
-            try:
-                proc.wait(30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(5)
+        cmd += ["--state", redis_server.url]
+        with served_process(cmd, port, replicas=2, timeout_s=90, cwd=ROOT, env=env) as (url, proc):
+            yield url, proc, _pids(url, proc, want=2, timeout_s=5)
 
 
 def _pids(url: str, proc: subprocess.Popen, *, want: int, timeout_s: float) -> set[int]:

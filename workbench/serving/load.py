@@ -26,9 +26,11 @@ import asyncio
 import concurrent.futures
 import contextlib
 import gc
+import signal
+import subprocess
 import threading
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 
 import aiohttp
@@ -403,3 +405,32 @@ async def _httpx_callers(url: str, n: int, *, open_loop: bool):
     finally:
         for c in clients:
             await c.aclose()
+
+
+@contextlib.contextmanager
+def served_process(
+    cmd: Sequence[str], port: int, *, replicas: int = 1, timeout_s: float = 300.0, **popen
+) -> Iterator[tuple[str, subprocess.Popen]]:
+    """Start ``cmd`` (a ``workbench serve ... --port PORT`` command line), wait until
+    ``/health`` answers -- from ``replicas`` distinct pids when it starts replicas -- and
+    yield ``(url, process)``; always stop it with SIGINT (a graceful drain), then kill.
+    Raises RuntimeError if it exits or stays silent for ``timeout_s``."""
+    proc = subprocess.Popen(list(cmd), **popen)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        pids, deadline = set(), time.monotonic() + timeout_s
+        while len(pids) < replicas:
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"server did not start ({len(pids)} of {replicas} answered): {' '.join(cmd)}")
+            try:
+                pids.add(httpx.get(f"{url}/health", timeout=2).json().get("pid", 0))
+            except httpx.TransportError:
+                time.sleep(0.2)
+        yield url, proc
+    finally:
+        proc.send_signal(signal.SIGINT)
+        try:
+            proc.wait(30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(5)
