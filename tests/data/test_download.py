@@ -25,6 +25,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from workbench import cli
 from workbench.data import datasets, download
 from workbench.data.download import MANIFEST, DownloadError
 from workbench.data.schema import SchemaError
@@ -550,7 +551,13 @@ def test_announced_length_over_the_cap_is_refused_before_the_body(
 
 
 def test_every_data_set_has_a_size_cap_and_deadline_with_margin(monkeypatch):
-    known = {"ml-100k": 4_924_029, "ml-1m": 5_917_549, "ml-latest-small": 978_202}  # GroupLens' archive sizes
+    known = {  # GroupLens' archive sizes
+        "ml-100k": 4_924_029,
+        "ml-1m": 5_917_549,
+        "ml-latest-small": 978_202,
+        "ml-20m": 198_702_078,
+        "ml-25m": 261_978_986,
+    }
     monkeypatch.delenv("WORKBENCH_DOWNLOAD_DEADLINE", raising=False)
     monkeypatch.delenv("WORKBENCH_DOWNLOAD_MAX_MB", raising=False)
     for name, size in known.items():
@@ -702,3 +709,95 @@ def test_partial_files_of_a_killed_download_are_removed_by_the_next_run(
     load(local_http_server, "ml-100k", cache)
 
     assert leftovers(cache) == [f".tmp-ml-100k.pid{alive}.z9x8c7v6.zip.part", "ml-100k"]
+
+
+# --------------------------------------------------------------------------- ml-20m and ml-25m
+
+
+def fake_large(fake_movielens, name: str):
+    """A tiny archive in the ml-20m / ml-25m layout: ml-latest-small's CSV files under a
+    ``<name>/`` folder, plus the tag-genome files those releases ship."""
+    fake = fake_movielens("ml-latest-small")
+    fake.name = name
+    fake.files["genome-tags.csv"] = b"tagId,tag\n1,007\n2,funny\n"
+    fake.files["genome-scores.csv"] = b"movieId,tagId,relevance\n1,1,0.025\n1,2,0.9\n"
+    return fake
+
+
+@pytest.mark.parametrize("name", ["ml-20m", "ml-25m"])
+def test_large_movielens_downloads_parses_and_is_reused(local_http_server, fake_movielens, tmp_path, monkeypatch, name):
+    fake = fake_large(fake_movielens, name)
+    publish(local_http_server, fake, sidecar=None)
+    pin(monkeypatch, name, fake.md5)
+    cache = tmp_path / "cache"
+
+    data = load(local_http_server, name, cache)
+    again = load(local_http_server, name, cache)
+
+    assert local_http_server.requests == [f"/{name}.zip"]  # pinned, then served from the cache
+    assert data.name == name and len(data.interactions) == 8 and data.interactions["rating"].min() == 0.5
+    assert set(data.items["item_id"]) == {1, 11, 4973, 171749, 176601}
+    assert data.tags is not None and sorted(data.tags["tag"]) == ["Funny", "funny", "pixar", "politics, romance"]
+    pd.testing.assert_frame_equal(data.interactions, again.interactions)
+
+
+@pytest.mark.parametrize("name", ["ml-20m", "ml-25m"])
+def test_large_movielens_archive_must_match_the_pinned_grouplens_md5(local_http_server, fake_movielens, tmp_path, name):
+    fake = fake_large(fake_movielens, name)
+    publish(local_http_server, fake)  # a matching .md5 beside it is not enough: the pin decides
+    cache = tmp_path / "cache"
+
+    with pytest.raises(DownloadError, match="checksum mismatch") as err:
+        load(local_http_server, name, cache)
+
+    assert datasets.SPECS[name].md5 in str(err.value) and fake.md5 in str(err.value)
+    assert local_http_server.requests == [f"/{name}.zip"]
+    assert leftovers(cache) == []
+
+
+def test_large_movielens_truncated_archive_is_refused(local_http_server, fake_movielens, tmp_path, monkeypatch):
+    fake = fake_large(fake_movielens, "ml-20m")
+    whole = fake.zip_bytes()
+    cut = whole[: len(whole) * 2 // 3]
+    publish(local_http_server, fake, content=cut)
+    pin(monkeypatch, "ml-20m", hashlib.md5(cut).hexdigest())  # a mirror serving a cut copy under its own MD5
+    cache = tmp_path / "cache"
+
+    with pytest.raises(DownloadError, match=r"ml-20m\.zip: not a valid zip archive, truncated or corrupt"):
+        load(local_http_server, "ml-20m", cache)
+    assert leftovers(cache) == []
+
+
+@pytest.mark.parametrize(
+    ("fname", "header", "missing"),
+    [
+        ("ratings.csv", b"userId,movieId,rating,timestamp", "timestamp"),
+        ("movies.csv", b"movieId,title,genres", "title"),
+    ],
+)
+def test_large_movielens_missing_column_is_refused(
+    local_http_server, fake_movielens, tmp_path, monkeypatch, fname, header, missing
+):
+    fake = fake_large(fake_movielens, "ml-25m")
+    fake.files[fname] = fake.files[fname].replace(header, header.replace(missing.encode(), b"other"), 1)
+    publish(local_http_server, fake, sidecar=None)
+    pin(monkeypatch, "ml-25m", fake.md5)
+    cache = tmp_path / "cache"
+
+    with pytest.raises(SchemaError, match=rf"ml-25m/{fname}.*{missing}") as err:
+        load(local_http_server, "ml-25m", cache)
+    assert "nothing was cached" in str(err.value)
+    assert leftovers(cache) == []
+
+
+def test_download_command_fetches_ml_20m(local_http_server, fake_movielens, tmp_path, monkeypatch, capsys):
+    fake = fake_large(fake_movielens, "ml-20m")
+    publish(local_http_server, fake, sidecar=None)
+    pin(monkeypatch, "ml-20m", fake.md5)
+    monkeypatch.setenv("WORKBENCH_DATA_DIR", str(tmp_path / "cache"))
+    monkeypatch.setenv("WORKBENCH_DATA_URL", local_http_server.url)
+
+    assert cli.main(["download", "ml-20m"]) == 0
+
+    assert capsys.readouterr().out.strip() == f"ml-20m: {tmp_path / 'cache' / 'ml-20m'}"
+    assert download.verify_cache(tmp_path / "cache" / "ml-20m") is None

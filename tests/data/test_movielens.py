@@ -166,7 +166,7 @@ def test_ml_1m_bad_separator_names_the_file(fake_movielens, tmp_path):
 def test_ml_latest_small_exact_values(fake_movielens, tmp_path):
     root = fake_movielens("ml-latest-small").write_folder(tmp_path)
 
-    ratings, items, users = movielens.parse_ml_latest_small(root)
+    ratings, items, users = movielens.parse_movielens_csv(root)
 
     assert users is None
     assert ratings["rating"].tolist() == [4.0, 3.5, 0.5, 5.0, 4.5, 2.5, 1.0, 4.5]
@@ -188,7 +188,7 @@ def test_ml_latest_small_exact_values(fake_movielens, tmp_path):
 
 def test_ml_latest_small_tags_are_read_apart_and_join_the_text_through_the_split(fake_movielens, tmp_path):
     root = fake_movielens("ml-latest-small").write_folder(tmp_path)
-    ratings, items, _ = movielens.parse_ml_latest_small(root)
+    ratings, items, _ = movielens.parse_movielens_csv(root)
 
     tags = movielens.read_tags(root)
 
@@ -223,7 +223,7 @@ def test_ml_latest_small_missing_column_names_the_file(fake_movielens, tmp_path)
     fake = fake_movielens("ml-latest-small")
     fake.files["movies.csv"] = fake.files["movies.csv"].replace(b"movieId,title,genres", b"movieId,name,genres", 1)
     with pytest.raises(SchemaError, match=r"movies\.csv: missing column\(s\) \['title'\]"):
-        movielens.parse_ml_latest_small(fake.write_folder(tmp_path))
+        movielens.parse_movielens_csv(fake.write_folder(tmp_path))
 
 
 # --------------------------------------------------------------------------- canonical schema via load
@@ -288,8 +288,8 @@ LAYOUTS = {  # file -> (parser, separator, header lines, line to spoil, field ho
     "u.user": (movielens.parse_ml_100k, "|", 0, 4, 0),
     "ratings.dat": (movielens.parse_ml_1m, "::", 0, 5, 1),
     "movies.dat": (movielens.parse_ml_1m, "::", 0, 2, 0),
-    "ratings.csv": (movielens.parse_ml_latest_small, ",", 1, 4, 0),
-    "movies.csv": (movielens.parse_ml_latest_small, ",", 1, 3, 0),
+    "ratings.csv": (movielens.parse_movielens_csv, ",", 1, 4, 0),
+    "movies.csv": (movielens.parse_movielens_csv, ",", 1, 3, 0),
 }
 
 
@@ -337,7 +337,7 @@ def test_line_numbers_count_blank_lines_and_the_header(fake_movielens, tmp_path)
     lines.insert(2, b"")  # a blank line 3: the bad row is now on line 7
     fake.files["ratings.csv"] = b"\n".join(lines)
     with pytest.raises(SchemaError, match=r"ratings\.csv: .*'user_id'.* line 7: -2\)"):
-        movielens.parse_ml_latest_small(fake.write_folder(tmp_path))
+        movielens.parse_movielens_csv(fake.write_folder(tmp_path))
 
 
 @pytest.mark.parametrize(
@@ -423,7 +423,7 @@ def test_random_ratings_lines_of_other_layouts_raise_nothing_but_schema_error(fa
     with tempfile.TemporaryDirectory() as tmp:
         root = fake_movielens(name).write_folder(Path(tmp))
         _write(root, fname, (header + "\n".join(lines)).encode("utf-8"))
-        parse = movielens.parse_ml_1m if name == "ml-1m" else movielens.parse_ml_latest_small
+        parse = movielens.parse_ml_1m if name == "ml-1m" else movielens.parse_movielens_csv
         try:
             inter, _, _ = parse(root)
         except SchemaError:
@@ -461,7 +461,7 @@ def test_well_formed_ratings_round_trip_exactly(fake_movielens, rows, blank_ever
         root = fake_movielens(name).write_folder(Path(tmp))
         _write(root, fname, (header + "\n".join(text) + "\n").encode("utf-8"))
         parse = {"ml-100k": movielens.parse_ml_100k, "ml-1m": movielens.parse_ml_1m}.get(
-            name, movielens.parse_ml_latest_small
+            name, movielens.parse_movielens_csv
         )
         inter, _, _ = parse(root)
     assert [list(r) for r in inter.itertuples(index=False)] == [list(r) for r in rows]

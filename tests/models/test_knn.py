@@ -38,3 +38,23 @@ def test_blocked_cosine_neighbours_match_dense(monkeypatch):
     # ties may pick different columns; the kept values per row must agree
     np.testing.assert_allclose(np.sort(got.toarray(), 1), np.sort(expected, 1), rtol=1e-5)
     assert got.diagonal().sum() == 0
+
+
+def test_top_k_mask_breaks_ties_by_lower_column_like_prune_rows():
+    sim = np.array([[0.5, 0.2, 0.5, 0.5, 0.0], [0.0, 0.0, 0.0, 0.0, 0.0], [0.1, 0.3, 0.3, 0.2, 0.3]], np.float32)
+    got = knn.top_k_mask(sim, 2)
+    expected = prune_rows(sp.csr_matrix(sim), 2).toarray() != 0
+    np.testing.assert_array_equal(got, expected)
+    np.testing.assert_array_equal(got[0], [True, False, True, False, False])  # three tied at 0.5: the first two
+    assert not got[1].any()  # zeros are never neighbours
+    np.testing.assert_array_equal(knn.top_k_mask(sim, 9), sim > 0)
+
+
+def test_blocks_bounded_by_bytes_give_the_same_neighbours(monkeypatch):
+    rng = np.random.default_rng(3)
+    x = sp.csr_matrix((rng.random((60, 45)) < 0.15).astype(np.float32))
+    whole = cosine_neighbours(x, k=4)
+    monkeypatch.setattr(knn, "SIMILARITY_BLOCK_BYTES", 4 * 45 * 4)  # four items per block
+    blocked = cosine_neighbours(x, k=4)
+    assert (blocked != whole).nnz == 0 and whole.nnz > 0
+    np.testing.assert_array_equal(whole.toarray(), prune_rows(whole, 4).toarray())

@@ -72,9 +72,27 @@ SPECS = {
     "ml-latest-small": Spec(
         "ml-latest-small",
         ("ratings.csv", "movies.csv"),
-        movielens.parse_ml_latest_small,
+        movielens.parse_movielens_csv,
         (0.5, 5),
         limits=_caps(10, 40),  # 1.0 MB, 3.3 MB unpacked; room to grow
+    ),
+    # frozen releases: the MD5s below are the ones GroupLens publishes in ml-20m.zip.md5 and
+    # ml-25m.zip.md5 (as other loaders pin them, beside the same ml-100k/ml-1m values as ours)
+    "ml-20m": Spec(
+        "ml-20m",
+        ("ratings.csv", "movies.csv"),
+        movielens.parse_movielens_csv,
+        (0.5, 5),
+        md5="cd245b17a1ae2cc31bb14903e1204af3",
+        limits=dataclasses.replace(_caps(400, 2000), deadline_s=3600.0),  # 190 MiB, 833 MiB unpacked
+    ),
+    "ml-25m": Spec(
+        "ml-25m",
+        ("ratings.csv", "movies.csv"),
+        movielens.parse_movielens_csv,
+        (0.5, 5),
+        md5="6b51fb2759a8657d3bfcbfc42b592ada",
+        limits=dataclasses.replace(_caps(600, 2500), deadline_s=3600.0),  # 250 MiB, 1.1 GiB unpacked
     ),
 }
 NAMES = (*SPECS, "synthetic")
@@ -239,7 +257,8 @@ def load(
     download_ok: bool = True,
     limits: download.Limits | None = None,
 ) -> Dataset:
-    """Load a data set by name: ``ml-100k``, ``ml-1m``, ``ml-latest-small`` or ``synthetic``.
+    """Load a data set by name: ``ml-100k``, ``ml-1m``, ``ml-latest-small``, ``ml-20m``,
+    ``ml-25m`` or ``synthetic``.
 
     ``path``: a local folder holding the files, or the official zip (checked against
     the pinned checksum when one is known). ``size``/``seed`` apply to ``synthetic``

@@ -1,4 +1,6 @@
-"""Exact parsers for the three GroupLens MovieLens layouts, into the canonical schema.
+"""Exact parsers for the three GroupLens MovieLens layouts, into the canonical schema:
+ml-100k's tab and pipe files, ml-1m's ``::`` files, and the CSV layout shared by
+ml-latest-small, ml-20m and ml-25m (``ratings.csv``, ``movies.csv``, ``tags.csv``).
 
 Each parser takes the folder that holds the data set's files and returns
 ``(interactions, items, users)``; ``users`` is None where the data set has none.
@@ -177,7 +179,8 @@ def parse_ml_1m(root: Path, *, rating_range: tuple[float, float] | None = None):
     return ratings, items, users
 
 
-def parse_ml_latest_small(root: Path, *, rating_range: tuple[float, float] | None = None):
+def parse_movielens_csv(root: Path, *, rating_range: tuple[float, float] | None = None):
+    """The CSV layout of ml-latest-small, ml-20m and ml-25m (half-star ratings, no users)."""
     names = {"userId": USER, "movieId": ITEM, "rating": RATING, "timestamp": TIMESTAMP}
     ratings = _ratings(root / "ratings.csv", names, rating_range, header=0, encoding="utf-8")
     path = root / "movies.csv"

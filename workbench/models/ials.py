@@ -15,7 +15,13 @@ users at once. Each step needs ``A v`` for every row: the dense part is one
 fused sparse kernels over the nonzeros -- a sampled dense-dense product (SDDMM,
 ``torch.sparse.sampled_addmm``) giving ``y_i . v_u`` at every nonzero, then a
 sparse-dense product (SpMM) summing ``y_i`` rows with those weights. Neither
-materialises an (nnz, f) temporary. Plain torch, so the same code runs on CPU and CUDA.
+materialises an (nnz, f) temporary. A sweep of ``steps`` CG steps so reads the
+nonzeros ``2 * (steps + 1) + 1`` times (the right-hand side is one more SpMM);
+``implicit``'s per-row loop fuses each dot product with its axpy and reads them
+``steps + 1`` times, which is why it is faster per iteration at ML-20M size, where
+memory traffic decides (``benchmarks/bench_scaling.py``). Folding the right-hand side
+into the first SDDMM's values (one pass fewer) measured slower here, not faster.
+Plain torch, so the same code runs on CPU and CUDA.
 """
 
 from __future__ import annotations
