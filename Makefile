@@ -43,3 +43,17 @@ lab: setup
 
 clean-venv:
 	rm -rf $(VENV)
+
+# implicit, LensKit and RecBole for benchmarks/bench_peers.py and bench_scaling.py, in their own
+# environment: LensKit pins pandas < 3 and RecBole 1.2.1 needs numpy < 2 and setuptools < 80 (its
+# Ray pin fails on NumPy 2). Keep in step with bench_peers.PEER_INSTALL.
+PEERS_VENV ?= .venv-peers
+.PHONY: peers
+peers: $(PEERS_VENV)/.installed
+
+$(PEERS_VENV)/.installed:
+	test -x $(PEERS_VENV)/bin/python || $(PYTHON) -m venv $(PEERS_VENV)
+	$(PEERS_VENV)/bin/python -c "import torch" 2>/dev/null || $(PEERS_VENV)/bin/python -m pip install "$(TORCH_SPEC)"
+	$(PEERS_VENV)/bin/python -m pip install --quiet "numpy<2" "setuptools<80" "pyarrow<19" \
+		recbole==1.2.1 lenskit==2025.2.0 implicit==0.7.3
+	touch $@
