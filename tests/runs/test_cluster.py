@@ -4,6 +4,7 @@ worker's point retried, Ctrl+C cancelling and the sweep resuming, and Ray absent
 
 from __future__ import annotations
 
+import importlib.util
 import math
 import os
 import shutil
@@ -116,7 +117,8 @@ def _start_head(temp: Path) -> tuple[subprocess.Popen, int]:
         port = _free_port()
         args = ["--head", "--port", str(port), "--node-ip-address", "127.0.0.1", "--temp-dir", str(temp)]
         args += ["--include-dashboard=false", "--include-log-monitor=false"]
-        args += ["--ray-client-server-port", str(_free_port())]
+        if importlib.util.find_spec("grpc"):  # ray[client] installed: its server would take port 10001
+            args += ["--ray-client-server-port", str(_free_port())]
         head = _start_node(args, temp / "head.log")
         try:
             _wait_for(lambda head=head: _started(head, temp / "head.log"), "the head to say it started")
