@@ -37,6 +37,7 @@ from workbench.runs.sweeps import (
     PointProgress,
     Points,
     SweepError,
+    check_grid,
     folder_rows,
     open_folder,
     set_aside,
@@ -113,15 +114,10 @@ def parse_space(notebook: str | Path, spec: dict[str, list[str]]) -> dict[str, R
 def check_space(notebook: str | Path, space: dict[str, Range | list]) -> None:
     """Raise :class:`SearchError` unless every choice is a value the notebook accepts and
     at least one parameter varies."""
-    declared = declared_parameters(notebook)
-    unknown = sorted(set(space) - set(declared))
-    if unknown:
-        raise SearchError(f"{Path(notebook).name} declares no parameter(s) {unknown}; it declares {sorted(declared)}")
+    values = {name: [v.low, v.high] if isinstance(v, Range) else v for name, v in space.items()}
     try:
-        for name, values in space.items():
-            for value in [values.low, values.high] if isinstance(values, Range) else values:
-                check_value(declared[name], value)
-    except ParameterError as err:
+        check_grid(notebook, values)  # the same checks as a grid: declared names, declared types
+    except SweepError as err:
         raise SearchError(str(err)) from None
     if not any(isinstance(v, Range) or len(v) > 1 for v in space.values()):
         raise SearchError("nothing to search: give a range (-p NAME LOW..HIGH) or several values for a parameter")
