@@ -6,6 +6,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import scipy.sparse as sp
+from hypothesis import given
+from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
 
 from workbench.retrieval import BACKENDS, IndexConfig, build_index, faiss_index, load_index, make_index
 
@@ -189,3 +192,13 @@ def test_a_copy_is_independent(name, indexes, vectors):
     assert len(copy) == 602 and len(indexes[name]) == 600
     assert copy.search(vectors[1][:2], 1)[0].ravel().tolist() == [600, 601]
     assert indexes[name].search(vectors[1][:2], 1)[0].max() < 600
+
+
+@given(
+    values=hnp.arrays(np.int64, hnp.array_shapes(max_dims=2, max_side=12), elements=st.integers(-3, 40)),
+    keys=st.lists(st.integers(-3, 40), max_size=30),
+)
+def test_sorted_member_is_isin(values, keys):
+    """The over-fetch filter's membership test gives ``np.isin``'s answer, empty keys included."""
+    sorted_keys = np.sort(np.asarray(keys, dtype=np.int64))
+    assert np.array_equal(faiss_index.sorted_member(values, sorted_keys), np.isin(values, sorted_keys))
