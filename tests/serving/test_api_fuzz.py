@@ -33,6 +33,7 @@ def test_every_operation_of_the_schema_survives_fuzzing(live_schema):
     assert labels == {
         "GET /recommend/{user_id}",
         "POST /interactions",
+        "POST /items",
         "GET /health",
         "HEAD /health",
         "GET /metrics",

@@ -2,6 +2,8 @@
 
     GET  /recommend/{user_id}?k=10   -> {"user_id", "items", "scores", "cold_start", ...}
     POST /interactions               <- {"user_id": 7, "item_id": 42}   (token, when set)
+    POST /items                      <- {"item_id": 9001, "vector": [0.1, ...]}  (token, when set)
+                                     -> 201 {"item_id", "index", "catalogue_size"}
     GET  /health  (and HEAD)         -> {"status": "ok", ..., "state": {"backend": ...}}
     GET  /metrics                    -> Prometheus text (requests by outcome, invalid
                                         requests per endpoint, batch-size histogram,
@@ -10,6 +12,11 @@
 Status codes: 422 for a malformed body, a bad ``k`` or id (the body quotes at most a
 short excerpt of the offending input); 404 for an interaction with an unknown item; 401
 for a write without the token the app was created with (``Authorization: Bearer``);
+409 for ``POST /items`` with an id already in the catalogue, on a server that is not
+two-stage (no index to add to: start ``workbench serve --retrieval ...``) or whose users'
+state is shared (``--state redis://``, ``--workers N``: the item would enter this
+replica's index only, so it is refused, not applied); 422 for its vector of the wrong
+dimension, with a NaN, or a value float32 cannot hold;
 503 with ``Retry-After`` when the server is full -- more than ``max_in_flight``
 recommendation requests inside it (:class:`AdmissionControl`, before any routing, so a
 rejection costs little even when the event loop is the bottleneck), a full batcher
@@ -28,6 +35,7 @@ warns (:func:`exposure_warning`) when it binds more than the loopback interface.
 
 from __future__ import annotations
 
+import asyncio
 import gc
 import hmac
 import ipaddress
@@ -47,26 +55,35 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, create_model
 
 from workbench.serving.batcher import Overloaded, RequestTimeout, ShuttingDown
+from workbench.serving.cache import TopKCache
 from workbench.serving.exporter import Collector, InFlight
 from workbench.serving.problems import EXCERPT_CHARS, excerpt, excerpted
 from workbench.serving.service import InvalidRequest, RecommendationService, UnknownItem
 from workbench.serving.state import StateError, StateUnavailable
+from workbench.serving.two_stage import DuplicateItem, TwoStageServable
 
 #: seconds a rejected client is told to wait (``Retry-After``)
 RETRY_AFTER_S = 1
 #: the environment variable ``workbench serve`` reads the write token from
 TOKEN_ENV = "WORKBENCH_TOKEN"
 #: route -> the service counter of its requests refused for their input
-INVALID_COUNTER = {"/recommend/{user_id}": "invalid", "/interactions": "invalid_updates"}
+INVALID_COUNTER = {"/recommend/{user_id}": "invalid", "/interactions": "invalid_updates", "/items": "invalid_items"}
 #: the largest id accepted over HTTP: the largest integer a double holds exactly, so that
 #: every JSON client and schema validator reads the bound alike (2**63 - 1 does not
 #: survive a double: validators then admit ids just above it)
 JSON_MAX_ID = 2**53 - 1
 #: the largest request body read (an interaction takes under 100 bytes); larger: 413
+#: (``POST /items`` reads up to :func:`item_body_bytes` of its vector's length)
 MAX_BODY_BYTES = 16_384
+#: the most components a new item's vector may have
+MAX_VECTOR_DIM = 2048
+#: the largest magnitude of a new item's vector component: inner products with it stay
+#: finite in float32 (|v|^2 <= 2048 * 1e30), whatever the query
+MAX_COMPONENT = 1e15
 
 
 def _integral(value):
@@ -85,6 +102,31 @@ class Interaction(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True)
     user_id: BodyId
     item_id: BodyId
+
+
+#: a component of a new item's vector: a JSON number (an integer is read as a float), finite
+Component = Annotated[float, Field(allow_inf_nan=False, ge=-MAX_COMPONENT, le=MAX_COMPONENT)]
+
+
+class NewItem(BaseModel):
+    """Body of ``POST /items``: the new item's id and its ``vector`` in the retriever's
+    embedding space (as many components as the index's dimension; with a BPR retriever
+    the last one is the item's bias). A ranker trained before the item existed scores it
+    by its retrieval score (see :mod:`.two_stage`), so no ranker vector is needed. On a
+    two-stage server the schema states the exact length (:func:`_new_item_body`)."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+    item_id: BodyId
+    vector: Annotated[list[Component], Field(min_length=1, max_length=MAX_VECTOR_DIM)]
+
+
+class AddedItem(BaseModel):
+    """Body of an added item: its ``index`` in the retrieval index and the catalogue's
+    size now (trained items plus those added online)."""
+
+    item_id: int
+    index: int
+    catalogue_size: int
 
 
 class Answer(BaseModel):
@@ -219,6 +261,7 @@ def create_app(service: RecommendationService, *, token: str | None = None) -> F
     _add_error_handlers(app, service)
     _add_recommend(app, service)
     _add_interactions(app, service, token)
+    _add_items(app, service, token)
     _add_health_and_metrics(app, service, gate)
     return app
 
@@ -291,6 +334,109 @@ def _add_interactions(app: FastAPI, service: RecommendationService, token: str |
         return {"user_id": body.user_id, "item_id": body.item_id, "user_version": version}
 
 
+def _new_item_body(dim: int | None) -> type[NewItem]:
+    """:class:`NewItem` with ``vector`` exactly ``dim`` long (the served index's
+    dimension), so the OpenAPI schema says what vector an item needs; None: any length."""
+    if dim is None:
+        return NewItem
+    what = f"the item's vector in the retriever's space: {dim} numbers"
+    vector = Annotated[list[Component], Field(min_length=dim, max_length=dim, description=what)]
+    return create_model("NewItem", __base__=NewItem, vector=(vector, ...))
+
+
+def item_body_bytes(dim: int) -> int:
+    """The largest ``POST /items`` body read for a ``dim``-long vector: any vector the
+    schema admits fits (a JSON number of a float takes at most 24 characters, plus ", "),
+    and never less than :data:`MAX_BODY_BYTES`."""
+    return max(MAX_BODY_BYTES, 1024 + 32 * dim)
+
+
+def _add_items(app: FastAPI, service: RecommendationService, token: str | None) -> None:
+    responses: dict = {
+        400: {"model": Problem, "description": "a body that cannot be decoded"},
+        409: {"model": Problem, "description": "an id already in the catalogue, no index, or shared state"},
+    }
+    if token is not None:
+        responses[401] = {"model": Problem, "description": "missing or wrong token"}
+
+    async def items(body: NewItem):
+        refused = _items_refused(service)
+        if refused:
+            service.counts["items_refused"] += 1
+            return _error(409, refused)
+        adapter: TwoStageServable = service.model
+        try:  # in a thread: the index lock waits for a search in progress
+            index = await asyncio.to_thread(adapter.add_item, body.item_id, body.vector)
+        except DuplicateItem as err:
+            service.counts["items_refused"] += 1
+            return _error(409, str(err))
+        except ValueError as err:  # wrong dimension, or not finite once float32
+            service.counts["invalid_items"] += 1
+            return _invalid("body", InvalidRequest(str(err), field="vector"))
+        _catalogue_changed(service)
+        service.counts["items_added"] += 1
+        return {"item_id": body.item_id, "index": index, "catalogue_size": adapter.catalogue_size}
+
+    dim = service.model.index.dim if isinstance(service.model, TwoStageServable) else None
+    items.__annotations__["body"] = _new_item_body(dim)  # the annotation FastAPI reads
+    limit = item_body_bytes(dim or MAX_VECTOR_DIM)
+    responses[413] = {"model": Problem, "description": f"a body over {limit} bytes"}
+    app.post(
+        "/items",
+        status_code=201,
+        max_body_size=limit,
+        response_model=AddedItem,
+        responses=responses,
+        dependencies=[] if token is None else [Depends(TokenCheck(token))],
+    )(items)
+
+
+def _items_refused(service: RecommendationService) -> str | None:
+    """Why this server cannot add items online (None: it can)."""
+    if not isinstance(service.model, TwoStageServable):
+        return (
+            f"this server scores every item with {type(service.model.model).__name__}: there is no retrieval "
+            f"index to add an item to; start `workbench serve --retrieval hnsw ...` (two stages) to add items online"
+        )
+    if service.shared is not None:
+        return (
+            "users' state is shared with other replicas (--state redis://, --workers N): an item added here "
+            "would enter this replica's index only, so it is not applied; serve one process with in-process "
+            "state to add items online, or retrain with the item"
+        )
+    return None
+
+
+def _catalogue_changed(service: RecommendationService) -> None:
+    """Every cached answer may now miss the new item: start an empty cache (same counters).
+    An answer computed before the add and stored after it can still be cached once (a
+    narrow window: the batch that was running during the add)."""
+    fresh = TopKCache(service.config.cache_size, ttl_s=service.config.cache_ttl_s)
+    fresh.hits, fresh.misses = service.cache.hits, service.cache.misses
+    service.cache = fresh
+
+
+class ItemsCollector:
+    """``/metrics``' items added online: added, refused (409), invalid (422), and the
+    catalogue's size (a two-stage server only)."""
+
+    def __init__(self, service: RecommendationService) -> None:
+        self.service = service
+
+    def collect(self):
+        counts = self.service.counts
+        yield CounterMetricFamily(
+            "workbench_items_added", "Items added online (POST /items)", value=counts["items_added"]
+        )
+        refused = CounterMetricFamily("workbench_items_refused", "POST /items not applied", labels=["reason"])
+        refused.add_metric(["conflict"], counts["items_refused"])
+        refused.add_metric(["invalid"], counts["invalid_items"])
+        yield refused
+        if isinstance(self.service.model, TwoStageServable):
+            size = self.service.model.catalogue_size
+            yield GaugeMetricFamily("workbench_catalogue_items", "Items the retrieval index holds", value=size)
+
+
 #: reads ``Authorization: Bearer <token>`` (and documents it in the OpenAPI schema)
 BEARER = HTTPBearer(auto_error=False, description=f"the token of `workbench serve --token` (or ${TOKEN_ENV})")
 
@@ -312,6 +458,7 @@ class TokenCheck:
 def _add_health_and_metrics(app: FastAPI, service: RecommendationService, gate: InFlight) -> None:
     registry = CollectorRegistry(auto_describe=False)
     registry.register(Collector(service, gate))
+    registry.register(ItemsCollector(service))
 
     @app.head("/health", response_model=Health, operation_id="health_head")  # what load balancers probe with
     @app.get("/health", response_model=Health)
@@ -341,10 +488,10 @@ def exposure_warning(host: str, *, token: str | None) -> str | None:
     if host == "localhost" or _is_loopback(host):
         return None
     writes = (
-        "POST /interactions, which requires the token (Authorization: Bearer)"
+        "POST /interactions, which requires the token (Authorization: Bearer), as POST /items does"
         if token is not None
-        else f"POST /interactions without a token: anyone can change what users are recommended "
-        f"(pass --token or set {TOKEN_ENV})"
+        else f"POST /interactions without a token (and POST /items on a two-stage server): anyone can change "
+        f"what users are recommended (pass --token or set {TOKEN_ENV})"
     )
     return (
         f"warning: binding {host} makes the service reachable from other machines: "

@@ -3,6 +3,7 @@ field name or value never comes back as a 10 MB response."""
 
 from __future__ import annotations
 
+import math
 import reprlib
 
 #: the most characters of a client's input that an error body quotes
@@ -29,11 +30,14 @@ def excerpted(error: dict) -> dict:
 
 
 def excerpt(value, limit: int = EXCERPT_CHARS):
-    """``value`` fit to quote back to a client: None, booleans, floats and int64s as they
-    are; a string cut to ``limit`` characters plus its length; anything else as a short
-    ``repr``."""
-    if value is None or isinstance(value, (bool, float)):
+    """``value`` fit to quote back to a client: None, booleans, finite floats and int64s
+    as they are; NaN and infinities as strings (``"nan"``, ``"inf"``: JSON has no such
+    numbers); a string cut to ``limit`` characters plus its length; anything else as a
+    short ``repr``."""
+    if value is None or isinstance(value, bool):
         return value
+    if isinstance(value, float):
+        return value if math.isfinite(value) else str(value)
     if isinstance(value, int):
         return value if value.bit_length() < 64 else f"<an integer of {value.bit_length()} bits>"
     if isinstance(value, str):

@@ -31,6 +31,10 @@ from workbench.models.two_stage import TwoStage, item_embeddings, user_embedding
 from workbench.serving.adapters import Recommendation, ServableModel
 
 
+class DuplicateItem(ValueError):
+    """An item added online whose id is already in the catalogue (HTTP 409)."""
+
+
 class TwoStageServable(ServableModel):
     """A fitted TwoStage behind the serving protocol (see the module docstring)."""
 
@@ -49,14 +53,20 @@ class TwoStageServable(ServableModel):
 
     def add_item(self, item_id: int, vector) -> int:
         """Add a new item with its retriever ``vector`` (d,) to the index, retrievable
-        by the next batch; returns its item index. A known id is a ``ValueError``."""
+        by the next batch; returns its item index. A known id is a :class:`DuplicateItem`;
+        a vector of another dimension, or NaN/infinite once float32, a ``ValueError``."""
         item_id = int(item_id)
-        if item_id in self.items or item_id in self._new_ids:
-            raise ValueError(f"item {item_id} is already in the catalogue")
-        with self._index_lock:
+        with self._index_lock:  # the check too: two concurrent adds of one id add it once
+            if item_id in self.items or item_id in self._new_ids:
+                raise DuplicateItem(f"item {item_id} is already in the catalogue")
             index = int(self.index.add(np.asarray(vector, dtype=np.float32).reshape(1, -1))[0])
             self._new_ids.append(item_id)
         return index
+
+    @property
+    def catalogue_size(self) -> int:
+        """Items the index holds: the trained catalogue plus those added online."""
+        return len(self.index)
 
     def _update(self, user_id: int, history: np.ndarray):
         """The user's new query vector: iALS fold-in over the history, else None."""
@@ -92,14 +102,18 @@ class TwoStageServable(ServableModel):
             found, retrieved = self.index.search(queries, n, exclude=histories)  # (B, N) each
         ranked = self._rank(rows, histories, found, retrieved)  # (B, N)
         val, pos = torch.topk(ranked, k_max, dim=1)  # (B, k_max)
-        idx = np.take_along_axis(found, pos.numpy(), axis=1)
+        idx = np.take_along_axis(found, pos.numpy(), axis=1)  # (B, k_max)
+        scores = val.numpy().astype(float)
+        filled = np.isfinite(scores) & (idx >= 0)
+        ids = np.full(idx.shape, -1, dtype=np.int64)
+        ids[filled] = self._ids(idx[filled])  # one id lookup for the whole batch
         for b, i in enumerate(known):
             k = requests[i][1]
-            keep = np.isfinite(val[b, :k].numpy()) & (idx[b, :k] >= 0)
+            keep = filled[b, :k]
             out[i] = Recommendation(
                 users[b],
-                tuple(self._ids(idx[b, :k][keep]).tolist()),
-                tuple(val[b, :k].numpy()[keep].astype(float).tolist()),
+                tuple(ids[b, :k][keep].tolist()),
+                tuple(scores[b, :k][keep].tolist()),
                 False,
                 self.version,
                 versions[b],
@@ -152,7 +166,8 @@ class TwoStageServable(ServableModel):
             return torch.stack(rows_out)
         if self._ranker_gram is not None:
             vectors = self._ranker_vectors(rows, histories)  # (B, f)
-            items = ranker.item_factors_[cols.to(ranker.item_factors_.device)]  # (B, N, f)
+            factors = ranker.item_factors_
+            items = factors.index_select(0, cols.to(factors.device).reshape(-1)).view(*cols.shape, -1)  # (B, N, f)
             return torch.bmm(items, vectors[:, :, None])[:, :, 0].float().cpu()  # (B, N)
         if hasattr(ranker, "score_sequences"):
             full = ranker.score_sequences([h[h < self.n_items] for h in histories]).float().cpu()
