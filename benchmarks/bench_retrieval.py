@@ -16,9 +16,17 @@ and retrieve-then-rerank latency against the number of candidates, printed side 
 4. Two-stage latency per request against N at each size >= 10^5: retriever iALS-64 +
    HNSW, ranker iALS-128 scoring the N candidates (N dot products), against the ranker
    scoring every item.
+5. ``--quality``: does lost recall reach the users? On ml-100k's test split (the 75/25
+   per-user split of notebooks 02, 03 and 06, seed 42), nDCG@10 when iALS (notebook 06's
+   validated defaults) and the fine-tuned two-tower (MiniLM, notebook 03's settings: top
+   layer fine-tuned, up to 6 epochs, the epoch of best nDCG@10 on a validation carve of the
+   training data kept, then the full training histories folded in) recommend through
+   exact search, HNSW at several efSearch and IVF at several nprobe: recall@10 against
+   exact, nDCG@10 and its ratio to exact's. Only this section runs with ``--quality``.
 
     python benchmarks/bench_retrieval.py            # 10^4, 10^5, 10^6 (about 30-40 min on 2 busy cores)
     python benchmarks/bench_retrieval.py --quick    # 10^4 and 10^5, small grids (a few minutes)
+    python benchmarks/bench_retrieval.py --quality  # ml-100k, iALS and two-tower (15 min at load 8 on 2 cores)
 
 Timings taken with a 1-minute load average above 2 are marked busy.
 """
@@ -28,21 +36,25 @@ from __future__ import annotations
 import argparse
 import platform
 import sys
+import time
 
 import faiss
 import numpy as np
 import pandas as pd
 import torch
 
+from workbench.data import datasets, splits, text
 from workbench.evaluation.retrieval import (
     best_at_recall,
     build_key,
     latency_vs_candidates,
     machine,
+    retrieved_ndcg,
     sweep_indexes,
     synthetic_embeddings,
 )
-from workbench.models import IALS, TwoStage
+from workbench.models import IALS, TwoStage, TwoTower, TwoTowerConfig
+from workbench.models.text.encoder import load_encoder
 from workbench.models.two_stage import item_embeddings, user_embeddings
 from workbench.retrieval import IndexConfig, ItemIndex, set_threads
 
@@ -91,7 +103,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seconds", type=float, default=None, help="timing per point (default 1, quick 0.3)")
     parser.add_argument("--candidates", type=int, nargs="+", default=[20, 50, 100, 200, 500])
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--quality", action="store_true", help="only section 5: nDCG@10 on ml-100k, exact vs ANN")
+    parser.add_argument("--dataset", default="ml-100k", help="--quality: the data set (as datasets.load names it)")
+    parser.add_argument("--epochs", type=int, default=6, help="--quality: the two-tower's most epochs")
     args = parser.parse_args(argv)
+    if args.quality:
+        return quality(args)
     sizes = args.sizes or ([10_000, 100_000] if args.quick else [10_000, 100_000, 1_000_000])
     seconds = args.seconds or (0.3 if args.quick else 1.0)
     pd.set_option("display.width", 200)
@@ -159,6 +176,55 @@ def rerank_latency(
     two.fit(interactions, parts_fitted=True, index=index.set_search(ef_search=64))
     set_threads(1)
     return latency_vs_candidates(two, ns, min_seconds=seconds, seed=seed)
+
+
+#: the quality section's index settings: one HNSW and one IVF build, search knobs swept
+QUALITY_GRID = (
+    [IndexConfig(backend="exact")]
+    + [IndexConfig(backend="hnsw", **HNSW_BUILD, ef_search=e) for e in (10, 16, 32, 64, 256)]
+    + [IndexConfig(backend="ivf", nprobe=p) for p in (1, 2, 4, 16)]
+)
+
+
+def quality(args) -> int:
+    """Section 5: nDCG@10 through exact and approximate retrieval, iALS and the two-tower."""
+    print(f"faiss {faiss.__version__}, torch {torch.__version__}, python {platform.python_version()}; {machine()}")
+    set_threads(max(args.threads))
+    data = datasets.load(args.dataset)
+    train, test = splits.stratified(data.interactions, ratio=0.75, seed=42)
+    started = time.perf_counter()
+    ials = IALS(seed=args.seed, device="cpu").fit(train)
+    fit_s = {"iALS": time.perf_counter() - started}
+    started = time.perf_counter()
+    tower = fit_two_tower(data, train, epochs=args.epochs, seed=args.seed)
+    fit_s["two-tower"] = time.perf_counter() - started
+    curves = tower.result_.curves
+    print(f"\n== two-tower: best epoch {tower.result_.best_epoch} of {int(curves.epoch.max())} by validation nDCG@10")
+    print(curves[["epoch", "train_loss", "valid_score", "train_seconds"]].round(4).to_string(index=False))
+    print(f"fit seconds: {', '.join(f'{m} {s:.1f}' for m, s in fit_s.items())}; {machine()}")
+    table = pd.concat(
+        [
+            retrieved_ndcg(ials, test, QUALITY_GRID, name="iALS"),
+            retrieved_ndcg(tower, test, QUALITY_GRID, name="two-tower"),
+        ],
+        ignore_index=True,
+    )
+    print(f"\n== {args.dataset} test split (75/25 per user, seed 42): nDCG@10 through each index, seen items excluded")
+    print(table.round(4).to_string(index=False))
+    print(machine())
+    return 0
+
+
+def fit_two_tower(data, train: pd.DataFrame, *, epochs: int, seed: int) -> TwoTower:
+    """Notebook 03's two-tower: the offline MiniLM, top layer fine-tuned on a validation
+    carve of ``train`` (seed 7), the epoch of best validation nDCG@10 kept (patience 2),
+    then every user's full training history folded in (no retraining)."""
+    fit, valid = splits.validation(train, seed=7)
+    items = text.with_tags(data.items, data.tags, interactions=data.interactions, train=fit, policy="none")
+    warm = items[items["item_id"].isin(train["item_id"])]
+    config = TwoTowerConfig(max_length=32, freeze=5, epochs=epochs, patience=2, k=10, seed=seed, device="cpu")
+    tower = TwoTower(warm, encoder=load_encoder(None, device="cpu"), config=config)
+    return tower.fit(fit, validation=valid).fold_in(train)
 
 
 if __name__ == "__main__":

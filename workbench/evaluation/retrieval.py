@@ -220,29 +220,44 @@ def machine() -> dict:
 
 
 def retrieved_ndcg(
-    model: Recommender, test: pd.DataFrame, configs: Sequence[IndexConfig], *, k: int = 10
+    model: Recommender, test: pd.DataFrame, configs: Sequence[IndexConfig], *, k: int = 10, name: str | None = None
 ) -> pd.DataFrame:
     """nDCG@k on ``test`` when a fitted embedding model (iALS, BPR, two-tower)
     recommends through each index, seen items excluded; with recall@k of its lists
-    against exact search (the first row when ``configs`` starts with exact)."""
+    against exact search and ``ndcg_vs_exact``, its nDCG@k over exact search's.
+    ``name``: the ``model`` column (default: the class name)."""
     users = np.unique(test[USER].to_numpy())
     users = users[model.users.contains(users)]
     rows_ = model.users.index(users)
     queries, exclude = user_embeddings(model, rows_), model.seen[rows_]
-    truth, _ = build_index(item_embeddings(model)).search(queries, k, exclude=exclude)
+    vectors = item_embeddings(model)
+
+    def ndcg(idx: np.ndarray, val: np.ndarray) -> float:
+        return ndcg_at_k(to_frame(users, idx, val, model.items), test, k=k)
+
+    truth, truth_scores = build_index(vectors).search(queries, k, exclude=exclude)
+    exact = ndcg(truth, truth_scores)
     out = []
     for config in configs:
-        idx, val = build_index(item_embeddings(model), config).search(queries, k, exclude=exclude)
-        recs = to_frame(users, idx, val, model.items)
+        idx, val = build_index(vectors, config).search(queries, k, exclude=exclude)
+        value = ndcg(idx, val)
         out.append(
             {
-                "model": type(model).__name__,
-                "setting": label(config),
+                "model": name or type(model).__name__,
+                "setting": label(_resolved(config, len(vectors))),
                 "recall_vs_exact": recall_against(idx, truth),
-                f"ndcg@{k}": ndcg_at_k(recs, test, k=k),
+                f"ndcg@{k}": value,
+                "ndcg_vs_exact": value / exact if exact > 0 else float("nan"),
             }
         )
     return pd.DataFrame(out)
+
+
+def _resolved(config: IndexConfig, n_items: int) -> IndexConfig:
+    """``config`` with the nlist an IVF index picks by default for ``n_items`` filled in."""
+    if config.backend in ("ivf", "ivfpq") and config.nlist is None:
+        return dataclasses.replace(config, nlist=default_nlist(n_items))
+    return config
 
 
 def ndcg_vs_candidates(
