@@ -3,6 +3,8 @@ sequential structure, round-trip through checkpoints, and handle bad input as do
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -14,6 +16,7 @@ from workbench.data.splits import leave_one_out
 from workbench.evaluation.next_item import history_scorer, metrics_from_ranks, rank_held_out, user_scorer
 from workbench.models import BERT4Rec, BERT4RecConfig, Popularity, SASRec, SASRecConfig
 from workbench.models.sequential.base import SequentialConfig
+from workbench.models.training import learning_rate_factor
 
 TINY = dict(
     embedding_size=32,
@@ -200,6 +203,8 @@ def test_similar_items_come_from_the_item_embeddings(fitted):
         (dict(dropout=1.0), "dropout"),
         (dict(learning_rate=0.0), "learning_rate"),
         (dict(epochs=2.5), "epochs"),
+        (dict(schedule="cosine"), "schedule"),
+        (dict(schedule="linear", decay_steps=10), "decay_steps"),
     ],
 )
 def test_sequential_config_rejects_bad_values(options, message):
@@ -207,3 +212,16 @@ def test_sequential_config_rejects_bad_values(options, message):
         SequentialConfig(**options)
     with pytest.raises(TypeError):
         SequentialConfig(64)  # keyword-only
+
+
+def test_linear_schedule_decays_to_zero_at_the_end_of_the_last_epoch(data, tmp_path):
+    _, split = data
+    config = SASRecConfig(**{**TINY, "warmup_steps": 2}, epochs=2, schedule="linear")
+    model = SASRec(config=config).fit(split.train)
+    steps = 2 * math.ceil(len(model.training_windows()) / TINY["batch_size"])
+    options = model._loop_options()
+    assert options.decay_steps == steps and SASRecConfig(**TINY).decay_steps is None
+    factor = learning_rate_factor(options)
+    assert factor(1) == 1.0 and 0 < factor(steps - 1) < factor(steps // 2) < 1.0 and factor(steps) == 0.0
+    back = SASRec.load(model.save(tmp_path / "linear"))
+    assert back.config.schedule == "linear"

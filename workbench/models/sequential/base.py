@@ -8,6 +8,7 @@ early stopping on validation nDCG@k (full ranking, :mod:`workbench.metrics.ranks
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,7 +36,9 @@ class SequentialConfig(LoopOptions):
 
     ``max_length``: the most recent items a model reads (longer histories are truncated,
     keeping the most recent); ``k``: the cut-off of the early-stopping metric nDCG@k and
-    the default list length; ``device``: "auto", "cpu", "cuda" or "mps".
+    the default list length; ``device``: "auto", "cpu", "cuda" or "mps"; ``schedule``:
+    the learning rate after warm-up, "constant" or "linear" (decaying to 0 at the end of
+    the last of ``epochs``, as the two-tower does; it sets ``decay_steps``).
     """
 
     embedding_size: int = 64
@@ -46,10 +49,15 @@ class SequentialConfig(LoopOptions):
     batch_size: int = 64
     k: int = 10
     device: str = "auto"
+    schedule: str = "constant"
 
     def __post_init__(self) -> None:
         super().__post_init__()
         name = type(self).__name__
+        if self.schedule not in ("constant", "linear"):
+            raise ValueError(f"{name}: schedule must be 'constant' or 'linear', got {self.schedule!r}")
+        if self.schedule == "linear" and self.decay_steps is not None:
+            raise ValueError(f"{name}: schedule 'linear' sets decay_steps itself; got decay_steps={self.decay_steps!r}")
         for field in (
             "embedding_size",
             "layers",
@@ -142,12 +150,20 @@ class SequentialModel(Recommender):
             batches=self._batches,
             loss=self._loss,
             validate=None if validation is None else self._validator(validation),
-            options=LoopOptions(**{f: getattr(self.config, f) for f in LoopOptions.__dataclass_fields__}),
+            options=self._loop_options(),
             batch_size=self.config.batch_size,
             progress=progress,
             description=type(self).__name__,
         )
         return self
+
+    def _loop_options(self) -> LoopOptions:
+        """The config's :class:`LoopOptions`; a "linear" schedule decays to 0 at the last epoch's last step."""
+        options = {f: getattr(self.config, f) for f in LoopOptions.__dataclass_fields__}
+        if self.config.schedule == "linear":
+            steps_per_epoch = math.ceil(len(self.training_windows()) / self.config.batch_size)
+            options["decay_steps"] = max(1, steps_per_epoch * self.config.epochs)
+        return LoopOptions(**options)
 
     def _fit(self, matrix, *, progress: bool = False) -> None:
         raise TypeError(f"{type(self).__name__} needs time order: call fit(interactions), not _fit(matrix)")
