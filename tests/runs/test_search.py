@@ -101,15 +101,31 @@ def test_an_interrupted_search_resumes_the_same_study(tmp_path):
     )
     after = _study(runs_dir)
     assert after.study_name == before.study_name
-    complete = [t for t in after.trials if t.state == optuna.trial.TrialState.COMPLETE]
-    assert len(complete) == 5 and sorted(t.number for t in complete) == list(range(5))  # no trial lost or doubled
+    complete = [t.number for t in after.trials if t.state == optuna.trial.TrialState.COMPLETE]
+    pruned = [t.number for t in after.trials if t.state == optuna.trial.TrialState.PRUNED]  # Ctrl+C mid-sampling
+    assert len(complete) == 5 and sorted(complete + pruned) == list(range(len(after.trials)))  # none lost or doubled
     assert all(after.trials[n].value == v for n, v in done.items())  # earlier trials kept as they were
-    assert frame["trial"].tolist() == list(range(5)) and (frame["status"] == "ok").all()
+    assert frame["trial"].tolist() == sorted(complete) and (frame["status"] == "ok").all()
     assert after.best_value == pytest.approx(frame["valid/score"].max())
     for _, row in frame.iterrows():  # each trial's value is what its point recorded
         assert after.trials[row["trial"]].value == pytest.approx(row["valid/score"])
         assert row["valid/score"] == pytest.approx(1 - (math.log10(row["param.x"]) - 2) ** 2 / 4)
     assert len(store.frame(runs_dir / store.DB_NAME)) == 5  # each trial once in the store
+
+
+def test_a_trial_interrupted_before_its_parameters_were_sampled_is_pruned_not_run(tmp_path):
+    """Ctrl+C can land between Optuna creating a trial and storing its sampled values: on
+    resume that trial is marked pruned (it never ran) and the budget is met by new ones."""
+    space = {"x": Range(1.0, 10000.0, log=True), "sleep": [0.0]}
+    runs_dir = tmp_path / "runs"
+    study = search.open_study(runs_dir, "s", "maximize", seed=0, trials=2)
+    bare = study.ask()  # RUNNING, no parameters: what an interrupted ask leaves
+    frame = search.search(TINY, space, objective="valid/score", trials=2, runs_dir=runs_dir, name="s")
+    after = _study(runs_dir)
+    assert after.trials[bare.number].state == optuna.trial.TrialState.PRUNED
+    complete = [t.number for t in after.trials if t.state == optuna.trial.TrialState.COMPLETE]
+    assert len(complete) == 2 and bare.number not in complete
+    assert frame["trial"].tolist() == sorted(complete) and (frame["status"] == "ok").all()
 
 
 def test_choices_that_are_lists_travel_as_lists(tmp_path):

@@ -274,6 +274,10 @@ def _drive(study, notebook, folder, runs_dir, space, objective, trials, backend,
                 numbers[name] = number
                 points.submit(_point(space, params), name)
 
+            for trial in left:
+                if set(distributions) - set(trial.params):  # interrupted while Optuna was still sampling it
+                    study.tell(trial.number, state=TrialState.PRUNED)  # never ran: not counted, not rerun
+            left = [t for t in left if not set(distributions) - set(t.params)]
             for trial in left[: max(trials - finished, 0)]:
                 name = trial_name(notebook, trial.number)
                 if status(folder, name, strict=False) == "ok":  # ran, then the run stopped before telling
