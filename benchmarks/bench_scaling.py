@@ -114,11 +114,15 @@ def row(model: str, size: str, n: int, seconds: float, peak_mb: float | None, pe
 def ials_rows(matrix: sp.csr_matrix, size: str, *, threads: list[int], iterations: int, lenskit) -> list[dict]:
     """Ours, implicit's and LensKit's ALS on the same matrix, at each thread count."""
     n, rows = matrix.nnz, []
+    start = time.perf_counter()  # the first fit compiles numba's kernel (or loads it from the cache): not timed
+    warm = IALS(device="cpu", epochs=1, **IALS_OPTIONS)
+    warm._fit(matrix[:50])
+    first_call = f"kernel {warm.kernel_}, first call {time.perf_counter() - start:.1f} s untimed"
     for t in threads:
         torch.set_num_threads(t)
         ours = IALS(device="cpu", epochs=iterations, **IALS_OPTIONS)
         s, mb = measured(lambda m=ours: m._fit(matrix))
-        rows.append(row(f"iALS ours ({t} thr)", size, n, s, mb, s / iterations))
+        rows.append(row(f"iALS ours ({t} thr)", size, n, s, mb, s / iterations, first_call))
         rows.append(implicit_ials(matrix, size, threads=t, iterations=iterations))
         if lenskit is not None:
             rows.append(lenskit_ials(lenskit, matrix, size, threads=t, iterations=iterations))
@@ -312,7 +316,9 @@ def measure_size(size: str, args, lenskit, recbole, save: Callable[[dict], None]
         lambda: [knn_row(matrix, size)],
         lambda: [sasrec_ours(df, size, sample_rows=args.sample_rows)] if "sasrec" in args.sequential else [],
     ]
-    if "recbole" in args.sequential and recbole is not None:
+    if args.only_ials:  # the iALS target alone: ours and implicit
+        steps = steps[:1]
+    elif "recbole" in args.sequential and recbole is not None:
         rows = args.recbole_rows
         steps.append(lambda: [sasrec_recbole(recbole, df, size, sample_rows=rows, budget_s=args.recbole_seconds)])
     for step in steps:
@@ -347,6 +353,7 @@ def main() -> None:
     parser.add_argument("--recbole-seconds", type=float, default=120.0, help="RecBole's timed training per size")
     parser.add_argument("--ease-items", type=int, default=20_000, help="the EASE target's catalogue (0: skip)")
     parser.add_argument("--no-peers", action="store_true", help="skip LensKit and RecBole")
+    parser.add_argument("--only-ials", action="store_true", help="only iALS, ours and implicit's (the iALS target)")
     parser.add_argument("--figures", type=Path, default=FIGURES)
     parser.add_argument("--json", type=Path)
     parser.add_argument("--replot", type=Path, nargs="+", help="figures and targets from saved --json files")

@@ -16,12 +16,21 @@ fused sparse kernels over the nonzeros -- a sampled dense-dense product (SDDMM,
 ``torch.sparse.sampled_addmm``) giving ``y_i . v_u`` at every nonzero, then a
 sparse-dense product (SpMM) summing ``y_i`` rows with those weights. Neither
 materialises an (nnz, f) temporary. A sweep of ``steps`` CG steps so reads the
-nonzeros ``2 * (steps + 1) + 1`` times (the right-hand side is one more SpMM);
-``implicit``'s per-row loop fuses each dot product with its axpy and reads them
-``steps + 1`` times, which is why it is faster per iteration at ML-20M size, where
-memory traffic decides (``benchmarks/bench_scaling.py``). Folding the right-hand side
-into the first SDDMM's values (one pass fewer) measured slower here, not faster.
-Plain torch, so the same code runs on CPU and CUDA.
+nonzeros ``2 * (steps + 1) + 1`` times (the right-hand side is one more SpMM).
+
+Which path runs where (``kernel`` option; the one used is ``model.kernel_``):
+
+- ``"numba"`` -- CPU, the default there when numba is installed: the fused per-row
+  solver of :mod:`workbench.models.ials_kernel`, which, like ``implicit``'s Cython loop,
+  fuses each dot product with its axpy and reads the nonzeros ``steps + 1`` times. At
+  ML-20M size, where memory traffic decides, it is what makes us faster per iteration
+  than ``implicit`` (``benchmarks/bench_scaling.py``). The first call in a fresh
+  install compiles it (about 10 s, then cached on disk).
+- ``"torch"`` -- CUDA always, and CPU when numba is missing (or asked for): the
+  all-rows SDDMM + SpMM sweep above, plain torch.
+
+Both take the same steps from the same start (same Gram ``Y^T Y + reg I``, confidence,
+CG steps, warm start) and give the same factors to float32 rounding.
 """
 
 from __future__ import annotations
@@ -34,9 +43,12 @@ import scipy.sparse as sp
 import torch
 from tqdm.auto import tqdm
 
+import workbench.models.ials_kernel as ials_kernel
 from workbench.devices import resolve_device
 from workbench.models.base import Recommender
 from workbench.models.config import check_options
+
+KERNELS = ("auto", "numba", "torch")  # the CG solvers; see the module docstring
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -52,9 +64,28 @@ class IALSConfig:
     init_scale: float = 0.01  # factors start uniform in [0, init_scale)
     seed: int = 0
     device: str = "auto"
+    kernel: str = "auto"  # CG solver: "numba" (CPU, fused per row), "torch" (any device) or "auto" (see module doc)
 
     def __post_init__(self) -> None:
         check_options(self, positive=("factors", "epochs", "cg_steps", "init_scale"), non_negative=("reg", "alpha"))
+        if self.kernel not in KERNELS:
+            raise ValueError(f"IALSConfig: kernel must be one of {KERNELS}, got {self.kernel!r}")
+
+
+def choose_kernel(kernel: str, device: torch.device) -> str:
+    """The CG solver that runs: ``kernel`` as asked, or for ``"auto"`` numba on CPU where it
+    is installed and torch elsewhere. Raises ``ValueError`` where numba cannot run."""
+    if kernel == "auto":
+        return "numba" if device.type == "cpu" and ials_kernel.AVAILABLE else "torch"
+    if kernel == "numba" and (device.type != "cpu" or not ials_kernel.AVAILABLE):
+        why = "numba is not installed" if not ials_kernel.AVAILABLE else f"the device is {device}"
+        raise ValueError(f"IALS kernel='numba' runs on CPU with numba installed, but {why}; use kernel='torch'")
+    return kernel
+
+
+def regularised_gram(y: torch.Tensor, reg: float) -> torch.Tensor:
+    """(n, f) factors -> (f, f) ``Y^T Y + reg I``, the dense part of every row's system."""
+    return y.T @ y + reg * torch.eye(y.shape[1], device=y.device, dtype=y.dtype)
 
 
 def sparse_pattern(matrix: sp.csr_matrix, device: torch.device, dtype: torch.dtype = torch.float32) -> torch.Tensor:
@@ -73,8 +104,7 @@ def sparse_pattern(matrix: sp.csr_matrix, device: torch.device, dtype: torch.dty
 def cg_sweep(pattern: torch.Tensor, x: torch.Tensor, y: torch.Tensor, reg: float, alpha: float, steps: int) -> None:
     """Update ``x`` (n_rows, f) in place by ``steps`` CG steps on every row's normal
     equations; ``pattern`` (n_rows, n_cols) sparse CSR of ones, ``y`` (n_cols, f) fixed."""
-    f = x.shape[1]
-    gram = y.T @ y + reg * torch.eye(f, device=y.device, dtype=y.dtype)  # (f, f)
+    gram = regularised_gram(y, reg)  # (f, f)
 
     def apply(v: torch.Tensor) -> torch.Tensor:
         """A v for every row: (Y^T Y + reg I) v_u + alpha * sum_{i in I_u} (y_i . v_u) y_i."""
@@ -104,16 +134,32 @@ class IALS(Recommender):
     def _fit(self, matrix: sp.csr_matrix, *, progress: bool = False) -> None:
         cfg = self.config
         device = resolve_device(cfg.device)
+        kernel = choose_kernel(cfg.kernel, device)
         gen = torch.Generator(device="cpu").manual_seed(cfg.seed)
         n_users, n_items = matrix.shape
         x = (torch.rand(n_users, cfg.factors, generator=gen) * cfg.init_scale).to(device)  # (n_users, f)
         y = (torch.rand(n_items, cfg.factors, generator=gen) * cfg.init_scale).to(device)  # (n_items, f)
-        by_user, by_item = sparse_pattern(matrix, device), sparse_pattern(matrix.T.tocsr(), device)
+        sweep = self._numba_sweep(matrix) if kernel == "numba" else self._torch_sweep(matrix, device)
         for _ in tqdm(range(cfg.epochs), desc="IALS", disable=not progress, leave=False):
-            cg_sweep(by_user, x, y, cfg.reg, cfg.alpha, cfg.cg_steps)
-            cg_sweep(by_item, y, x, cfg.reg, cfg.alpha, cfg.cg_steps)
+            sweep(0, x, y)
+            sweep(1, y, x)
         self.user_factors_, self.item_factors_ = x, y
-        self.device_ = device
+        self.device_, self.kernel_ = device, kernel
+
+    def _torch_sweep(self, matrix: sp.csr_matrix, device: torch.device):
+        """sweep(side, x, y): CG on the users' (side 0) or items' (side 1) rows, torch path."""
+        cfg, patterns = self.config, (sparse_pattern(matrix, device), sparse_pattern(matrix.T.tocsr(), device))
+        return lambda side, x, y: cg_sweep(patterns[side], x, y, cfg.reg, cfg.alpha, cfg.cg_steps)
+
+    def _numba_sweep(self, matrix: sp.csr_matrix):
+        """sweep(side, x, y): the same CG steps by the fused per-row kernel (CPU)."""
+        cfg, by_item = self.config, matrix.T.tocsr()
+        patterns = [(m.indptr.astype(np.int64), m.indices.astype(np.int32)) for m in (matrix, by_item)]
+
+        def sweep(side: int, x: torch.Tensor, y: torch.Tensor) -> None:
+            ials_kernel.cg_sweep(*patterns[side], x, y, regularised_gram(y, cfg.reg), cfg.alpha, cfg.cg_steps)
+
+        return sweep
 
     def score(self, user_index: np.ndarray) -> torch.Tensor:
         """(B,) user indices -> (B, n_items) predicted preferences ``x_u . y_i``."""
