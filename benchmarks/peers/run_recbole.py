@@ -12,8 +12,11 @@ become RecBole atomic files in its pre-split "benchmark" mode (``benchmark_filen
 
 RecBole trains with its own trainer (``_train_epoch``) until the wall-clock
 ``budget_s`` of training is spent -- the last epoch is cut at the budget, since one
-epoch over every prefix can outlast a whole budget -- validating after each (possibly
-partial) epoch and keeping the best state by nDCG@10 on the validation users. Its
+epoch over every prefix can outlast a whole budget -- validating every
+``validate_every_s`` training seconds (mid-epoch too; validation is kept off the
+training clock) and after each (possibly cut) epoch, and keeping the best state by
+nDCG@10 on the validation users. When the budget ends inside the first epoch, RecBole's
+quality is that of its best validated state so far: usually the state at the budget's end. Its
 top-k for the validation (each epoch) and test users is computed here from
 ``full_sort_predict`` with the user's whole history masked, as ours is, and written
 back in our item ids; the main process scores it with our metrics.
@@ -150,58 +153,90 @@ def _ndcg_one(top: np.ndarray, target: np.ndarray) -> float:
     return float((hit / np.log2(np.arange(2, top.shape[1] + 2))).sum(1).mean())
 
 
-class Deadline:
-    """Iterates ``loader`` until ``deadline`` (a ``perf_counter`` time); counts the rows."""
+class Budget:
+    """A training clock for RecBole's epochs: wraps a loader (see :meth:`epoch`) so that
+    training stops once ``seconds`` of it are spent -- mid-epoch if need be -- and
+    ``checkpoint()`` runs every ``every`` training seconds (0: never), its own time kept
+    off the clock. ``trained``: training seconds so far; ``rows``: prefix rows trained on."""
 
-    def __init__(self, loader, deadline: float):
-        self.loader, self.deadline, self.rows, self.cut = loader, deadline, 0, False
+    def __init__(self, seconds: float, every: float, checkpoint):
+        self.seconds, self.every, self.checkpoint = seconds, every, checkpoint
+        self.trained, self.rows, self.cut = 0.0, 0, False
+        self.next_check = every if every > 0 else float("inf")
+
+    def spent(self) -> bool:
+        return self.trained >= self.seconds
+
+    def epoch(self, loader) -> _Epoch:
+        return _Epoch(self, loader)
+
+
+class _Epoch:
+    """One pass over ``loader`` on ``budget``'s clock (``len`` is the loader's)."""
+
+    def __init__(self, budget: Budget, loader):
+        self.budget, self.loader, self.rows = budget, loader, 0
 
     def __len__(self) -> int:
         return len(self.loader)
 
     def __iter__(self):
-        for batch in self.loader:
-            if time.perf_counter() >= self.deadline:
-                self.cut = True
+        b, t0, base = self.budget, time.perf_counter(), self.budget.trained
+        for batch in self.loader:  # resumed only once the previous batch's step is done
+            b.trained = base + time.perf_counter() - t0
+            if b.trained >= b.seconds:
+                b.cut = True
                 return
-            self.rows += len(batch)
+            if b.trained >= b.next_check:
+                b.checkpoint(complete=False)
+                b.next_check = b.trained + b.every
+                t0, base = time.perf_counter(), b.trained
+            b.rows, self.rows = b.rows + len(batch), self.rows + len(batch)
             yield batch
+        b.trained = base + time.perf_counter() - t0
 
 
 def train_within_budget(spec, trainer, model, data, histories, valid_targets) -> dict:
-    """RecBole epochs until ``budget_s`` seconds of training are spent; the best
-    validated state is kept."""
+    """RecBole epochs until ``budget_s`` seconds of training are spent, validating on the
+    validation users every ``validate_every_s`` training seconds (0: only at epoch ends)
+    and at the end of each (possibly cut) epoch; the best validated state is kept.
+    ``curve``: one point per validation, with cumulative training ``seconds``."""
     train_data, valid_ds = data
-    budget, k = spec["params"]["budget_s"], spec["k"]
+    p, k = spec["params"], spec["k"]
     rows = np.arange(len(valid_ds.inter_feat))
-    curve, best, trained = [], (-1.0, None, 0), 0.0
-    for epoch in range(10**6):
-        if trained >= budget:
-            break
-        t0 = time.perf_counter()
-        loader = Deadline(train_data, t0 + budget - trained)
-        loss = trainer._train_epoch(loader, epoch, show_progress=False)
-        seconds = time.perf_counter() - t0
-        trained += seconds
-        if loader.rows == 0:
-            break
+    curve, best, epoch = [], {"score": -1.0}, 0
+
+    def checkpoint(*, complete: bool) -> None:
         users, top = rank_rows(model, valid_ds, rows, histories["train"], k, "user_id")
         score = _ndcg_one(top, np.array([valid_targets[u] for u in users]))
+        point = len(curve) + 1
         curve.append(
             {
+                "point": point,
                 "epoch": epoch + 1,
-                "train_seconds": seconds,
-                "rows": loader.rows,
-                "complete": not loader.cut,
-                "loss": float(loss) if loss is not None else None,
+                "seconds": budget.trained,
+                "rows": budget.rows,
+                "epochs_done": budget.rows / histories["n_train_rows"],
+                "complete": complete,
                 "valid_ndcg": score,
             }
         )
-        write_topk(spec["output"], f"valid_epoch{epoch + 1}", users, top)
-        if score > best[0]:
-            best = (score, copy.deepcopy(model.state_dict()), epoch + 1)
-    model.load_state_dict(best[1])
-    return {"curve": curve, "best_epoch": best[2]}
+        write_topk(spec["output"], f"valid_point{point}", users, top)
+        if score > best["score"]:
+            best.update(score=score, state=copy.deepcopy(model.state_dict()), point=point)
+        model.train()
+
+    budget = Budget(p["budget_s"], p.get("validate_every_s", 0), checkpoint)
+    while not budget.spent():
+        loader = budget.epoch(train_data)
+        trainer._train_epoch(loader, epoch, show_progress=False)
+        if loader.rows == 0:
+            break
+        if not curve or curve[-1]["rows"] < budget.rows:
+            checkpoint(complete=not budget.cut)
+        epoch += 1
+    model.load_state_dict(best["state"])
+    return {"curve": curve, "best_point": best["point"]}
 
 
 def main() -> None:
@@ -235,10 +270,10 @@ def main() -> None:
         targets = dict(zip(valid["user_id"], valid["item_id"]))
         result.update(train_within_budget(spec, trainer, model, (train_data, valid_data._dataset), histories, targets))
         result["fit_seconds"] = time.perf_counter() - start
-        result["train_seconds"] = sum(r["train_seconds"] for r in result["curve"])
-        result["epochs"] = sum(r["rows"] for r in result["curve"]) / histories["n_train_rows"]
+        last = result["curve"][-1]
+        result["train_seconds"], result["epochs"] = last["seconds"], last["epochs_done"]
         result["training_rows_per_epoch"] = histories["n_train_rows"]
-        result["sequences_per_second"] = sum(r["rows"] for r in result["curve"]) / result["train_seconds"]
+        result["sequences_per_second"] = last["rows"] / last["seconds"]
         masks, rows = histories["history"], np.arange(len(test_ds.inter_feat))
     t0 = time.perf_counter()
     users, top = rank_rows(model, test_ds, rows, masks, spec["k"], "user_id")
