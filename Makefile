@@ -26,8 +26,9 @@ run: setup
 	$(BIN)/workbench run
 
 test: setup lint
-	$(BIN)/python -m pytest -q -m "$(TEST_MARKERS)" tests
-	WORKBENCH_SMOKE=1 $(BIN)/python -m pytest -q --nbval-lax notebooks
+	$(BIN)/python -m pytest -q -n 2 --dist loadfile --durations=15 -m "($(TEST_MARKERS)) and not serial" tests
+	$(BIN)/python -m pytest -q --durations=5 -m "($(TEST_MARKERS)) and serial" tests
+	WORKBENCH_SMOKE=1 $(BIN)/python -m pytest -q -n 2 --dist loadfile --nbval-lax notebooks
 
 # ruff (lint + format) over the package, tests, benchmarks and notebooks; the layer contracts
 lint: setup

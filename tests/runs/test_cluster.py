@@ -25,6 +25,7 @@ from workbench.runs import cluster, store, sweeps
 from workbench.runs.records import read_run
 
 ray = pytest.importorskip("ray")
+pytestmark = pytest.mark.serial  # ray start times out with other tests running beside it
 
 TINY = Path(__file__).parent / "fixtures" / "99_tiny.ipynb"
 RAY = str(Path(sys.executable).with_name("ray"))
