@@ -3,28 +3,18 @@ hanging peer run is recorded as such and the rest go on; the exchange files roun
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import sys
 from pathlib import Path
 
+import bench_peers as bench
+import exchange
 import numpy as np
 import pandas as pd
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 
-
-def _load(name: str, path: Path):
-    spec = importlib.util.spec_from_file_location(name, path)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-bench = _load("bench_peers", ROOT / "benchmarks" / "bench_peers.py")
-exchange = _load("exchange", ROOT / "benchmarks" / "peers" / "exchange.py")
 
 GOOD = """
 import sys, json

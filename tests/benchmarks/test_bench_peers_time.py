@@ -4,29 +4,13 @@ validation score, and our per-epoch test trace."""
 
 from __future__ import annotations
 
-import importlib.util
 import math
-import sys
-from pathlib import Path
 from types import SimpleNamespace
 
+import bench_peers as bench
 import pandas as pd
 import pytest
-
-ROOT = Path(__file__).resolve().parents[2]
-
-
-def _load(name: str, path: Path):
-    spec = importlib.util.spec_from_file_location(name, path)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-bench = _load("bench_peers", ROOT / "benchmarks" / "bench_peers.py")
-_load("exchange", ROOT / "benchmarks" / "peers" / "exchange.py")
-recbole_runner = _load("run_recbole", ROOT / "benchmarks" / "peers" / "run_recbole.py")
+import run_recbole as recbole_runner
 
 
 class FakeClock:

@@ -2,27 +2,11 @@
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-from pathlib import Path
-
+import bench_scaling as scaling
 import numpy as np
 import pandas as pd
 import pytest
 import scipy.sparse as sp
-
-ROOT = Path(__file__).resolve().parents[2]
-
-
-def _load(name: str, path: Path):
-    spec = importlib.util.spec_from_file_location(name, path)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-scaling = _load("bench_scaling", ROOT / "benchmarks" / "bench_scaling.py")
 
 
 def test_slope_of_a_power_law_is_its_exponent():
