@@ -1,4 +1,5 @@
-"""Fixtures shared by the serving tests: a tiny EASE whose answers the tests can derive."""
+"""Fixtures shared by the serving tests: a tiny EASE whose answers the tests can derive, and a
+small two-stage model (iALS + HNSW retrieve, EASE re-ranks)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,9 @@ import scipy.sparse as sp
 import torch
 
 from workbench.data import datasets
+from workbench.models import EASE, IALS, TwoStage
 from workbench.models.base import Recommender
+from workbench.retrieval import IndexConfig
 
 
 class ToyEASE(Recommender):
@@ -35,3 +38,14 @@ def interactions():
 def ease(interactions):
     """:class:`ToyEASE` fitted on :func:`interactions`."""
     return ToyEASE().fit(interactions)
+
+
+@pytest.fixture(scope="module")
+def fitted(interactions):
+    """A :class:`TwoStage` on :func:`interactions`: iALS-16 + HNSW retrieve 30, EASE re-ranks."""
+    return TwoStage(
+        retriever=IALS(factors=16, epochs=5, device="cpu"),
+        ranker=EASE(reg=50.0, device="cpu"),
+        candidates=30,
+        index=IndexConfig(backend="hnsw", m=16, ef_search=64),
+    ).fit(interactions)

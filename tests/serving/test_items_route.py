@@ -18,8 +18,6 @@ import schemathesis
 from hypothesis import HealthCheck, given, settings
 from schemathesis.generation import GenerationMode
 
-from workbench.models import EASE, IALS, TwoStage
-from workbench.retrieval import IndexConfig
 from workbench.serving.adapters import servable
 from workbench.serving.app import ServerThread, create_app
 from workbench.serving.load import served_process
@@ -35,16 +33,6 @@ AUTH = {"Authorization": f"Bearer {TOKEN}"}
 JSON = {**AUTH, "Content-Type": "application/json"}
 NEW_ID = 990_001
 needs_redis = pytest.mark.skipif(shutil.which("redis-server") is None, reason="redis-server is not installed")
-
-
-@pytest.fixture(scope="module")
-def fitted(interactions):
-    return TwoStage(
-        retriever=IALS(factors=16, epochs=5, device="cpu"),
-        ranker=EASE(reg=50.0, device="cpu"),
-        candidates=30,
-        index=IndexConfig(backend="hnsw", m=16, ef_search=64),
-    ).fit(interactions)
 
 
 def serve(model, **state) -> ServerThread:

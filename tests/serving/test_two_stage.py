@@ -10,22 +10,12 @@ import numpy as np
 import pytest
 
 from workbench.data.schema import ITEM, USER
-from workbench.models import EASE, IALS, Popularity, TwoStage
+from workbench.models import IALS, Popularity, TwoStage
 from workbench.retrieval import IndexConfig
 from workbench.serving.service import RecommendationService, ServingConfig
 from workbench.serving.two_stage import TwoStageServable
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
-
-
-@pytest.fixture(scope="module")
-def fitted(interactions):
-    return TwoStage(
-        retriever=IALS(factors=16, epochs=5, device="cpu"),
-        ranker=EASE(reg=50.0, device="cpu"),
-        candidates=30,
-        index=IndexConfig(backend="hnsw", m=16, ef_search=64),
-    ).fit(interactions)
 
 
 def serve(model) -> TwoStageServable:
