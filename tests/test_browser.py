@@ -159,84 +159,83 @@ def _run_all(page, url: str) -> None:
     _accept_dialog(page)
 
 
-def test_slider_and_run_button_remeasure_and_redraw(lab, tmp_path):
+@contextmanager
+def browser_page(tmp_path: Path) -> Iterator:
+    """A page in headless Chromium; a screenshot of it lands in ``tmp_path`` when the test fails."""
     with playwright.sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROME_ARGS, headless=True)
         page = browser.new_page(viewport={"width": 1400, "height": 1000})
         try:
-            _run_all(page, f"{lab}/lab/tree/05_speedups.ipynb")
-            panel = page.locator(".jupyter-widgets .widget-selection-slider, .jupyter-widgets .widget-hslider").first
-            panel.wait_for(timeout=240_000)
-            status = page.locator(".jupyter-widgets .widget-html-content").last
-            assert "press Run" in status.inner_text()
-            readout = page.locator(".jupyter-widgets .widget-readout").first
-            before = readout.inner_text()
-            handle = page.locator(".jupyter-widgets .noUi-handle").first
-            handle.focus()
-            handle.press("ArrowRight")
-            handle.press("ArrowRight")
-            page.wait_for_function(
-                "(b) => document.querySelector('.jupyter-widgets .widget-readout').innerText != b",
-                arg=before,
-                timeout=10_000,
-            )
-            after = readout.inner_text()
-            assert int(after) > int(before)
-            page.locator(".jupyter-widgets button.jupyter-button", has_text="Run").click()
-            page.wait_for_function(
-                "() => [...document.querySelectorAll('.jupyter-widgets .widget-html-content')]"
-                ".some(e => e.innerText.includes('users/s'))",
-                timeout=120_000,
-            )
-            text = status.inner_text()
-            assert f"batch {after} " in text and "users/s" in text
-            img = page.locator(".jupyter-widgets .widget-output img, .widget-output img").last
-            img.wait_for(timeout=30_000)
-            assert img.get_attribute("src").startswith("data:image/png")
+            yield page
         except Exception:
             page.screenshot(path=str(tmp_path / "failure.png"), full_page=True)
             raise
         finally:
             browser.close()
+
+
+def test_slider_and_run_button_remeasure_and_redraw(lab, tmp_path):
+    with browser_page(tmp_path) as page:
+        _run_all(page, f"{lab}/lab/tree/05_speedups.ipynb")
+        panel = page.locator(".jupyter-widgets .widget-selection-slider, .jupyter-widgets .widget-hslider").first
+        panel.wait_for(timeout=240_000)
+        status = page.locator(".jupyter-widgets .widget-html-content").last
+        assert "press Run" in status.inner_text()
+        readout = page.locator(".jupyter-widgets .widget-readout").first
+        before = readout.inner_text()
+        handle = page.locator(".jupyter-widgets .noUi-handle").first
+        handle.focus()
+        handle.press("ArrowRight")
+        handle.press("ArrowRight")
+        page.wait_for_function(
+            "(b) => document.querySelector('.jupyter-widgets .widget-readout').innerText != b",
+            arg=before,
+            timeout=10_000,
+        )
+        after = readout.inner_text()
+        assert int(after) > int(before)
+        page.locator(".jupyter-widgets button.jupyter-button", has_text="Run").click()
+        page.wait_for_function(
+            "() => [...document.querySelectorAll('.jupyter-widgets .widget-html-content')]"
+            ".some(e => e.innerText.includes('users/s'))",
+            timeout=120_000,
+        )
+        text = status.inner_text()
+        assert f"batch {after} " in text and "users/s" in text
+        img = page.locator(".jupyter-widgets .widget-output img, .widget-output img").last
+        img.wait_for(timeout=30_000)
+        assert img.get_attribute("src").startswith("data:image/png")
 
 
 def test_retrieval_panel_backend_slider_and_run_remeasure_in_place(retrieval_lab, tmp_path):
-    with playwright.sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROME_ARGS, headless=True)
-        page = browser.new_page(viewport={"width": 1400, "height": 1000})
-        try:
-            _run_all(page, f"{retrieval_lab}/lab/tree/retrieval_panel.ipynb")
-            page.locator(".jupyter-widgets .noUi-handle").first.wait_for(timeout=120_000)
-            status = page.locator(".jupyter-widgets .widget-html-content").last
-            assert "press Run" in status.inner_text()
-            page.locator(".jupyter-widgets .widget-dropdown select").nth(1).select_option("ivf")
-            first = _press_run(page, status, "ivf nprobe=64")  # nprobe 64: every cell, exact
-            image = page.locator(".jupyter-widgets .widget-output img").last
-            first_plot = image.get_attribute("src")
-            handle = page.locator(".jupyter-widgets .noUi-handle").first
-            handle.focus()
-            for _ in range(6):  # 64 -> 1, one option per press
-                handle.press("ArrowLeft")
-            readout = page.locator(".jupyter-widgets .widget-readout").first
-            page.wait_for_function(
-                "() => document.querySelector('.jupyter-widgets .widget-readout').innerText.trim() == '1'",
-                timeout=10_000,
-            )
-            assert readout.inner_text().strip() == "1"
-            second = _press_run(page, status, "ivf nprobe=1")  # one cell of about 44
-            assert first >= 0.99 and second < first - 0.05, (first, second)
-            page.wait_for_function(
-                "(old) => { const i = [...document.querySelectorAll('.jupyter-widgets .widget-output img')].pop();"
-                " return i && i.src != old; }",
-                arg=first_plot,
-                timeout=30_000,
-            )
-            assert image.get_attribute("src").startswith("data:image/png")
-        except Exception:
-            page.screenshot(path=str(tmp_path / "failure.png"), full_page=True)
-            raise
-        finally:
-            browser.close()
+    with browser_page(tmp_path) as page:
+        _run_all(page, f"{retrieval_lab}/lab/tree/retrieval_panel.ipynb")
+        page.locator(".jupyter-widgets .noUi-handle").first.wait_for(timeout=120_000)
+        status = page.locator(".jupyter-widgets .widget-html-content").last
+        assert "press Run" in status.inner_text()
+        page.locator(".jupyter-widgets .widget-dropdown select").nth(1).select_option("ivf")
+        first = _press_run(page, status, "ivf nprobe=64")  # nprobe 64: every cell, exact
+        image = page.locator(".jupyter-widgets .widget-output img").last
+        first_plot = image.get_attribute("src")
+        handle = page.locator(".jupyter-widgets .noUi-handle").first
+        handle.focus()
+        for _ in range(6):  # 64 -> 1, one option per press
+            handle.press("ArrowLeft")
+        readout = page.locator(".jupyter-widgets .widget-readout").first
+        page.wait_for_function(
+            "() => document.querySelector('.jupyter-widgets .widget-readout').innerText.trim() == '1'",
+            timeout=10_000,
+        )
+        assert readout.inner_text().strip() == "1"
+        second = _press_run(page, status, "ivf nprobe=1")  # one cell of about 44
+        assert first >= 0.99 and second < first - 0.05, (first, second)
+        page.wait_for_function(
+            "(old) => { const i = [...document.querySelectorAll('.jupyter-widgets .widget-output img')].pop();"
+            " return i && i.src != old; }",
+            arg=first_plot,
+            timeout=30_000,
+        )
+        assert image.get_attribute("src").startswith("data:image/png")
 
 
 def _press_run(page, status, setting: str) -> float:
