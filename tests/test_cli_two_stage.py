@@ -44,3 +44,13 @@ def test_serve_retrieval_bad_input_is_a_clean_error(served, capsys):
     assert "nprobe must be >= 1, got 0" in capsys.readouterr().err and not served
     assert main([*SERVE, "--retrieval", "hnsw", "--retriever", "ease"]) == 2
     assert "EASE has no user and item embeddings" in capsys.readouterr().err
+
+
+def test_serve_retrieval_ivfpq_with_4_bit_codes_uses_faiss_fast_scan(served):
+    args = ["--retrieval", "ivfpq", "--nlist", "4", "--nprobe", "4", "--code-size", "8", "--pq-bits", "4"]
+    assert main([*SERVE, *args]) == 0
+    adapter = served[0].model
+    assert adapter.model.config.index.pq_bits == 4
+    assert type(adapter.index._index).__name__ == "IndexIVFPQFastScan"
+    user = int(adapter.model.users.ids_[0])
+    assert len(adapter.recommend_batch([(user, 5)])[0].items) == 5

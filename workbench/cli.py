@@ -245,7 +245,7 @@ def _two_stage(args):
         raise ValueError("--retrieval fits its retriever and ranker; it does not take --checkpoint")
     knobs = {
         name: getattr(args, name)
-        for name in ("m", "ef_construction", "ef_search", "nlist", "nprobe", "code_size")
+        for name in ("m", "ef_construction", "ef_search", "nlist", "nprobe", "code_size", "pq_bits")
         if getattr(args, name) is not None
     }
     index = IndexConfig(backend=args.retrieval, device=args.device, **knobs)
@@ -431,7 +431,10 @@ def main(argv: list[str] | None = None) -> int:
     srv.add_argument("--ef-search", type=int, help="hnsw: candidate list while searching")
     srv.add_argument("--nlist", type=int, help="ivf, ivfpq: coarse cells")
     srv.add_argument("--nprobe", type=int, help="ivf, ivfpq: cells visited per query")
-    srv.add_argument("--code-size", type=int, help="ivfpq: bytes per item")
+    srv.add_argument("--code-size", type=int, help="ivfpq: sub-quantisers per item (bytes at 8 bits)")
+    srv.add_argument(
+        "--pq-bits", type=int, choices=(4, 8), help="ivfpq: 8-bit codes, or 4-bit codes scanned by SIMD (fast-scan)"
+    )
     srv.add_argument("--fd", type=int, help=argparse.SUPPRESS)  # a replica: serve the supervisor's socket
     srv.set_defaults(func=_cmd_serve)
 

@@ -14,16 +14,19 @@ from workbench.retrieval import BACKENDS, IndexConfig, build_index, faiss_index,
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
-# knobs generous enough that the approximate backends are near-exact on 600 items
+# each backend (and IVF-PQ's 4-bit fast-scan codes), with knobs generous enough that the
+# approximate ones are near-exact on 600 items
 KNOBS = {
-    "exact": {},
-    "flat": {},
-    "hnsw": {"m": 16, "ef_construction": 64, "ef_search": 64},
-    "ivf": {"nlist": 8, "nprobe": 8},
-    "ivfpq": {"nlist": 4, "nprobe": 4, "code_size": 8},
+    "exact": {"backend": "exact"},
+    "flat": {"backend": "flat"},
+    "hnsw": {"backend": "hnsw", "m": 16, "ef_construction": 64, "ef_search": 64},
+    "ivf": {"backend": "ivf", "nlist": 8, "nprobe": 8},
+    "ivfpq": {"backend": "ivfpq", "nlist": 4, "nprobe": 4, "code_size": 8},
+    "ivfpq4": {"backend": "ivfpq", "nlist": 4, "nprobe": 4, "code_size": 16, "pq_bits": 4},
 }
-#: least recall@10 against exact each backend must reach here (PQ codes are lossy)
-FLOOR = {"exact": 1.0, "flat": 1.0, "hnsw": 0.95, "ivf": 1.0, "ivfpq": 0.6}
+VARIANTS = list(KNOBS)
+#: least recall@10 against exact each must reach here (PQ codes are lossy)
+FLOOR = {"exact": 1.0, "flat": 1.0, "hnsw": 0.95, "ivf": 1.0, "ivfpq": 0.6, "ivfpq4": 0.6}
 
 
 @pytest.fixture(scope="module")
@@ -50,10 +53,10 @@ def recall(found, truth):
 
 @pytest.fixture(scope="module")
 def indexes(vectors):
-    return {name: build_index(vectors[0], backend=name, **KNOBS[name]) for name in BACKENDS}
+    return {name: build_index(vectors[0], **KNOBS[name]) for name in VARIANTS}
 
 
-@pytest.mark.parametrize("name", BACKENDS)
+@pytest.mark.parametrize("name", VARIANTS)
 def test_recall_against_brute_force(name, indexes, vectors):
     items, queries = vectors
     idx, scores = indexes[name].search(queries, 10)
@@ -68,7 +71,7 @@ def test_exact_scores_are_the_inner_products(indexes, vectors):
     np.testing.assert_allclose(scores, np.take_along_axis(queries @ items.T, idx, axis=1), rtol=1e-5)
 
 
-@pytest.mark.parametrize("name", BACKENDS)
+@pytest.mark.parametrize("name", VARIANTS)
 def test_excluded_items_never_come_back(name, indexes, vectors):
     items, queries = vectors
     truth = brute_force(items, queries, 30)
@@ -87,10 +90,10 @@ def test_fewer_items_than_k_left_are_empty_slots():
     assert sorted(idx[0, :2]) == [2, 3] and idx[0, 2] == -1 and np.isneginf(scores[0, 2])
 
 
-@pytest.mark.parametrize("name", BACKENDS)
+@pytest.mark.parametrize("name", VARIANTS)
 def test_an_added_item_is_found_at_once(name, vectors):
     items, queries = vectors
-    index = build_index(items, backend=name, **KNOBS[name])
+    index = build_index(items, **KNOBS[name])
     target = queries[0] * 10  # the best item for query 0 by far
     new = index.add(target[None, :])
     assert new.tolist() == [600] and len(index) == 601
@@ -100,7 +103,7 @@ def test_an_added_item_is_found_at_once(name, vectors):
     assert 600 not in idx[0]
 
 
-@pytest.mark.parametrize("name", BACKENDS)
+@pytest.mark.parametrize("name", VARIANTS)
 def test_save_and_load_round_trip(name, indexes, vectors, tmp_path):
     path = indexes[name].save(tmp_path / "sub" / f"{name}.index")
     back = load_index(path)
@@ -113,7 +116,11 @@ def test_memory_is_measured_and_pq_is_smallest(indexes):
     sizes = {name: index.memory_bytes() for name, index in indexes.items()}
     assert sizes["exact"] == 600 * 16 * 4
     assert sizes["flat"] >= 600 * 16 * 4 and sizes["hnsw"] > sizes["flat"]  # HNSW adds its graph
-    assert sizes["ivfpq"] < sizes["ivf"]
+    assert sizes["ivfpq"] < sizes["ivf"] and sizes["ivfpq4"] < sizes["ivf"]
+
+
+def test_every_backend_is_tested():
+    assert {knobs["backend"] for knobs in KNOBS.values()} == set(BACKENDS)
 
 
 def test_cosine_ignores_vector_length():
@@ -160,6 +167,10 @@ def test_empty_index_and_bad_options():
         build_index(np.eye(4, dtype=np.float32), backend="ivf", nlist=8)
     with pytest.raises(ValueError, match="code_size=5 must divide the dimension 16"):
         build_index(np.ones((300, 16), np.float32), backend="ivfpq", code_size=5)
+    with pytest.raises(ValueError, match="needs at least 16 items to train its 4-bit codebooks, got 8"):
+        build_index(np.ones((8, 16), np.float32), backend="ivfpq", nlist=1, code_size=8, pq_bits=4)
+    with pytest.raises(ValueError, match=r"pq_bits must be 8 .* or 4 .*, got 6"):
+        IndexConfig(backend="ivfpq", pq_bits=6)
     with pytest.raises(ValueError, match="unknown retrieval backend 'annoy'"):
         IndexConfig(backend="annoy")
     with pytest.raises(ValueError, match="unknown metric 'l2'"):
@@ -185,7 +196,7 @@ def test_gpu_without_gpu_faiss_falls_back_and_says_so(vectors):
     assert build_index(vectors[0], backend="hnsw", device="cpu").fallback is None
 
 
-@pytest.mark.parametrize("name", ["exact", "hnsw"])
+@pytest.mark.parametrize("name", ["exact", "hnsw", "ivfpq4"])
 def test_a_copy_is_independent(name, indexes, vectors):
     copy = indexes[name].copy()
     copy.add(vectors[1][:2] * 10)  # the best matches of queries 0 and 1

@@ -33,7 +33,7 @@ KNOBS = {
     "flat": (),
     "hnsw": ("m", "ef_construction", "ef_search"),
     "ivf": ("nlist", "nprobe"),
-    "ivfpq": ("nlist", "nprobe", "code_size"),
+    "ivfpq": ("nlist", "nprobe", "code_size", "pq_bits"),
 }
 
 

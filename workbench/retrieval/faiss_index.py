@@ -1,4 +1,5 @@
-"""faiss backends: Flat (exact, faiss's kernels), HNSW, IVF-Flat and IVF-PQ.
+"""faiss backends: Flat (exact, faiss's kernels), HNSW, IVF-Flat and IVF-PQ (8-bit codes,
+or 4-bit codes with faiss's SIMD fast-scan: ``pq_bits=4``).
 
 Inner product throughout (cosine = inner product of unit vectors, normalised by
 :class:`~workbench.retrieval.index.ItemIndex`). Seen items: HNSW excludes them inside
@@ -81,10 +82,16 @@ class FaissIndex(ItemIndex):
             return faiss.IndexIVFFlat(quantizer, self.dim, nlist, ip)
         if self.dim % cfg.code_size:
             raise ValueError(f"ivfpq: code_size={cfg.code_size} must divide the dimension {self.dim}")
-        if n_train < 256:
-            raise ValueError(f"ivfpq needs at least 256 items to train its 8-bit codebooks, got {n_train}")
-        index = faiss.IndexIVFPQ(quantizer, self.dim, nlist, cfg.code_size, 8, ip)
-        index.pq.cp.min_points_per_centroid = 5  # 8-bit codebooks on a few thousand items: fine, no warning
+        codes = 2**cfg.pq_bits  # centroids per sub-quantiser
+        if n_train < codes:
+            raise ValueError(
+                f"ivfpq needs at least {codes} items to train its {cfg.pq_bits}-bit codebooks, got {n_train}"
+            )
+        if cfg.pq_bits == 4:  # codes of 4 bits scanned 32 at a time by SIMD table lookups
+            index = faiss.IndexIVFPQFastScan(quantizer, self.dim, nlist, cfg.code_size, 4, ip)
+        else:
+            index = faiss.IndexIVFPQ(quantizer, self.dim, nlist, cfg.code_size, 8, ip)
+        index.pq.cp.min_points_per_centroid = 5  # codebooks on a few thousand items: fine, no warning
         return index
 
     def _build(self, vectors: np.ndarray) -> None:

@@ -45,7 +45,8 @@ class IndexConfig:
     ef_search: int = 64  # hnsw: candidate list while searching (raised to the fetch size when smaller)
     nlist: int | None = None  # ivf, ivfpq: coarse cells; None = 4 * sqrt(n_items), at most n_items / 39
     nprobe: int = 16  # ivf, ivfpq: cells visited per query
-    code_size: int = 16  # ivfpq: bytes per item (sub-quantisers of 8 bits; must divide the dimension)
+    code_size: int = 16  # ivfpq: sub-quantisers per item (must divide the dimension): bytes at 8 bits, half at 4
+    pq_bits: int = 8  # ivfpq: bits per sub-quantiser: 8 (IndexIVFPQ) or 4 (faiss's SIMD fast-scan, IVFPQFastScan)
 
     def __post_init__(self) -> None:
         if self.backend not in BACKENDS:
@@ -55,6 +56,8 @@ class IndexConfig:
         for name in ("m", "ef_construction", "ef_search", "nprobe", "code_size"):
             if not getattr(self, name) >= 1:
                 raise ValueError(f"IndexConfig: {name} must be >= 1, got {getattr(self, name)!r}")
+        if self.pq_bits not in (4, 8):
+            raise ValueError(f"IndexConfig: pq_bits must be 8 (IVF-PQ) or 4 (IVF-PQ fast-scan), got {self.pq_bits!r}")
         if self.nlist is not None and not self.nlist >= 1:
             raise ValueError(f"IndexConfig: nlist must be >= 1 or None, got {self.nlist!r}")
 

@@ -168,7 +168,8 @@ class TwoStageServable(ServableModel):
             vectors = self._ranker_vectors(rows, histories)  # (B, f)
             factors = ranker.item_factors_
             items = factors.index_select(0, cols.to(factors.device).reshape(-1)).view(*cols.shape, -1)  # (B, N, f)
-            return torch.bmm(items, vectors[:, :, None])[:, :, 0].float().cpu()  # (B, N)
+            # (B, N); a multiply and sum, not bmm: torch's CPU bmm of (B, N, f) by (B, f, 1) ran 6x slower
+            return (items * vectors[:, None, :]).sum(-1).float().cpu()
         if hasattr(ranker, "score_sequences"):
             full = ranker.score_sequences([h[h < self.n_items] for h in histories]).float().cpu()
         else:
