@@ -155,6 +155,7 @@ def train(
     batch_size: int | None = None,
     progress: bool = True,
     description: str = "training",
+    on_epoch: Callable[[dict[str, float]], None] | None = None,
 ) -> TrainingResult:
     """Optimise ``loss`` over ``batches(rng)`` (one epoch per call) for ``options.epochs``.
 
@@ -165,7 +166,8 @@ def train(
     rate)`` pairs (default: every trainable parameter at ``options.learning_rate``);
     ``validate_first``: also validate the untrained network (epoch 0), which then competes
     for best; ``epoch_extras()``: the model's own per-epoch columns; ``batch_size``: named
-    in the error raised when a step runs out of memory. Seeds torch and the batch RNG
+    in the error raised when a step runs out of memory; ``on_epoch(row)``: called with each epoch's
+    row of the curves as it ends (progress shown elsewhere, e.g. from another process). Seeds torch and the batch RNG
     with ``options.seed``.
     """
     device = next(network.parameters()).device
@@ -200,6 +202,8 @@ def train(
             else:
                 waited += 1
         rows.append(_row(epoch, train_loss, score, started, train_seconds, device, epoch_extras))
+        if on_epoch is not None:
+            on_epoch({**rows[-1], "best_score": best_score, "epochs": options.epochs})
         bar.set_postfix(loss=f"{train_loss:.3f}", valid=f"{best_score:.4f}")
         if options.patience and waited >= options.patience:
             stopped = True

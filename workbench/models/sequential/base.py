@@ -130,12 +130,21 @@ class SequentialModel(Recommender):
 
     # -- fitting ---------------------------------------------------------------------
 
-    def fit(self, interactions: pd.DataFrame, *, validation: pd.DataFrame | None = None, progress: bool = False):
+    def fit(
+        self,
+        interactions: pd.DataFrame,
+        *,
+        validation: pd.DataFrame | None = None,
+        progress: bool = False,
+        on_epoch: Callable[[dict[str, float]], None] | None = None,
+    ):
         """Train on each user's time-ordered items; early-stop on ``validation``.
 
         ``validation`` holds one (``user_id``, ``item_id``) row per user: the item that
         followed that user's training items; the loop keeps the epoch with the best
-        full-ranking nDCG@``k`` on it. Without it, all ``epochs`` run. Returns ``self``.
+        full-ranking nDCG@``k`` on it. Without it, all ``epochs`` run. ``on_epoch(row)``
+        is called as each epoch ends (see :func:`~workbench.models.training.train`).
+        Returns ``self``.
         """
         self._index(interactions, columns=(USER, ITEM, TIMESTAMP))
         by_user = histories(interactions)
@@ -154,6 +163,7 @@ class SequentialModel(Recommender):
             batch_size=self.config.batch_size,
             progress=progress,
             description=type(self).__name__,
+            on_epoch=on_epoch,
         )
         return self
 
