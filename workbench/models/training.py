@@ -166,9 +166,9 @@ def train(
     rate)`` pairs (default: every trainable parameter at ``options.learning_rate``);
     ``validate_first``: also validate the untrained network (epoch 0), which then competes
     for best; ``epoch_extras()``: the model's own per-epoch columns; ``batch_size``: named
-    in the error raised when a step runs out of memory; ``on_epoch(row)``: called with each epoch's
-    row of the curves as it ends (progress shown elsewhere, e.g. from another process). Seeds torch and the batch RNG
-    with ``options.seed``.
+    in the error raised when a step runs out of memory; ``on_epoch(row)``: called with each
+    epoch's row of the curves as it ends (progress shown elsewhere, e.g. from another
+    process). Seeds torch and the batch RNG with ``options.seed``.
     """
     device = next(network.parameters()).device
     torch.manual_seed(options.seed)

@@ -11,9 +11,10 @@ parent loads it back: what comes back is the model a plain ``fit`` returns.
 
 Processes are started with ``spawn`` (no state is inherited from a kernel that may hold
 threads or a GPU context): in a script, call this under ``if __name__ == "__main__":``, as
-for any spawned process (a notebook needs nothing). A model whose process fails raises :class:`FitFailed` naming
-it, after the other processes are stopped; so does a process that dies without a word
-(killed for memory, say). With ``processes=1`` the models are fitted here, in turn.
+for any spawned process (a notebook needs nothing). A model whose process fails raises
+:class:`FitFailed` naming it, after the other processes are stopped; so does a process
+that dies without a word (killed for memory, say). With ``processes=1`` the models are
+fitted here, in turn.
 """
 
 from __future__ import annotations
