@@ -9,6 +9,7 @@ import math
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import optuna
@@ -74,7 +75,10 @@ def test_an_interrupted_search_resumes_the_same_study(tmp_path):
     finishes the study: the first trials keep their numbers and values, the count reaches
     the budget, the best value is the best of the store's rows."""
     runs_dir = tmp_path / "runs"
-    cmd = [sys.executable, "-m", "workbench.cli", "sweep", str(TINY), "-p", "x", "log:1..10000", "-p", "sleep", "0.3"]
+    # trials of 1 s or more: after the second one, the three left take long enough that the
+    # SIGINT lands inside the study even when a loaded machine slows this loop down (with
+    # 0.3 s trials a CI run once saw the driver finish all five before the signal came)
+    cmd = [sys.executable, "-m", "workbench.cli", "sweep", str(TINY), "-p", "x", "log:1..10000", "-p", "sleep", "1.0"]
     cmd += ["--search", "optuna", "--trials", "5", "--objective", "valid/score", "--runs-dir", str(runs_dir)]
     driver = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     try:
@@ -82,7 +86,7 @@ def test_an_interrupted_search_resumes_the_same_study(tmp_path):
         while folder is None or len(list(folder.glob("*__trial-*.json"))) < 2:  # two trials finished
             assert driver.poll() is None, driver.stderr.read()
             folder = next(runs_dir.glob("search-*"), None)
-            subprocess.run(["sleep", "0.2"])
+            time.sleep(0.05)
         driver.send_signal(signal.SIGINT)
         _, err = driver.communicate(timeout=60)
     finally:
@@ -94,7 +98,7 @@ def test_an_interrupted_search_resumes_the_same_study(tmp_path):
 
     frame = search.search(
         TINY,
-        {"x": Range(1.0, 10000.0, log=True), "sleep": [0.3]},
+        {"x": Range(1.0, 10000.0, log=True), "sleep": [1.0]},
         objective="valid/score",
         trials=5,
         runs_dir=runs_dir,
