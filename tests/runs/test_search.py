@@ -75,12 +75,14 @@ def test_an_interrupted_search_resumes_the_same_study(tmp_path):
     finishes the study: the first trials keep their numbers and values, the count reaches
     the budget, the best value is the best of the store's rows."""
     runs_dir = tmp_path / "runs"
-    # trials of 1 s or more: after the second one, the three left take long enough that the
-    # SIGINT lands inside the study even when a loaded machine slows this loop down (with
-    # 0.3 s trials a CI run once saw the driver finish all five before the signal came)
-    cmd = [sys.executable, "-m", "workbench.cli", "sweep", str(TINY), "-p", "x", "log:1..10000", "-p", "sleep", "1.0"]
+    cmd = [sys.executable, "-m", "workbench.cli", "sweep", str(TINY), "-p", "x", "log:1..10000", "-p", "sleep", "0.3"]
     cmd += ["--search", "optuna", "--trials", "5", "--objective", "valid/score", "--runs-dir", str(runs_dir)]
-    driver = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    # SIGINT back to its default in the driver: a test run started in the background by a
+    # non-interactive shell inherits SIGINT ignored, and Python then never raises KeyboardInterrupt
+    default_sigint = lambda: signal.signal(signal.SIGINT, signal.SIG_DFL)
+    driver = subprocess.Popen(
+        cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, preexec_fn=default_sigint
+    )
     try:
         folder = None
         while folder is None or len(list(folder.glob("*__trial-*.json"))) < 2:  # two trials finished
@@ -98,7 +100,7 @@ def test_an_interrupted_search_resumes_the_same_study(tmp_path):
 
     frame = search.search(
         TINY,
-        {"x": Range(1.0, 10000.0, log=True), "sleep": [1.0]},
+        {"x": Range(1.0, 10000.0, log=True), "sleep": [0.3]},
         objective="valid/score",
         trials=5,
         runs_dir=runs_dir,
