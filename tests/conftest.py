@@ -16,6 +16,7 @@ import hashlib
 import http.server
 import io
 import random
+import signal
 import socket
 import struct
 import threading
@@ -35,6 +36,16 @@ except ImportError:  # the data and metrics tests do not need it
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 SEED = 0
+
+
+def pytest_configure(config):
+    """Tests Ctrl+C the processes they start (a sweep driver, a server). A test run started
+    in the background by a non-interactive shell (``cmd &``) inherits SIGINT *ignored*, its
+    children with it, and a Python child then never raises KeyboardInterrupt: two CI runs
+    started that way failed the Ctrl+C tests. With a handler here instead, every child starts
+    with SIGINT at its default (a handler, unlike "ignored", does not survive exec)."""
+    if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 @pytest.fixture(scope="module")

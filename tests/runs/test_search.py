@@ -9,7 +9,6 @@ import math
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import optuna
@@ -77,18 +76,13 @@ def test_an_interrupted_search_resumes_the_same_study(tmp_path):
     runs_dir = tmp_path / "runs"
     cmd = [sys.executable, "-m", "workbench.cli", "sweep", str(TINY), "-p", "x", "log:1..10000", "-p", "sleep", "0.3"]
     cmd += ["--search", "optuna", "--trials", "5", "--objective", "valid/score", "--runs-dir", str(runs_dir)]
-    # SIGINT back to its default in the driver: a test run started in the background by a
-    # non-interactive shell inherits SIGINT ignored, and Python then never raises KeyboardInterrupt
-    default_sigint = lambda: signal.signal(signal.SIGINT, signal.SIG_DFL)
-    driver = subprocess.Popen(
-        cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, preexec_fn=default_sigint
-    )
+    driver = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     try:
         folder = None
         while folder is None or len(list(folder.glob("*__trial-*.json"))) < 2:  # two trials finished
             assert driver.poll() is None, driver.stderr.read()
             folder = next(runs_dir.glob("search-*"), None)
-            time.sleep(0.05)
+            subprocess.run(["sleep", "0.2"])
         driver.send_signal(signal.SIGINT)
         _, err = driver.communicate(timeout=60)
     finally:
