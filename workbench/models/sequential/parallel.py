@@ -64,19 +64,18 @@ def fit_side_by_side(
             name: model.fit(interactions, validation=validation, progress=progress) for name, model in models.items()
         }
     with tempfile.TemporaryDirectory(prefix="side-by-side-") as folder:
-        paths = _run(models, interactions, validation, processes, Path(folder), progress)
-        return {name: type(models[name]).load(paths[name]) for name in models}
+        _run(models, interactions, validation, processes, Path(folder), progress)
+        return {name: type(model).load(Path(folder) / name) for name, model in models.items()}
 
 
-def _run(models, interactions, validation, processes: int, folder: Path, progress: bool) -> dict[str, Path]:
-    """Start the processes (``processes`` at a time), relay their epochs to the bars, and
-    return each model's checkpoint folder."""
+def _run(models, interactions, validation, processes: int, folder: Path, progress: bool) -> None:
+    """Start the processes (``processes`` at a time) and relay their epochs to the bars
+    until each has saved its model to ``folder / name``."""
     context = multiprocessing.get_context("spawn")
     messages = context.Queue()
     threads = torch.get_num_threads()
     waiting = list(models)
     running: dict[str, multiprocessing.process.BaseProcess] = {}
-    done: dict[str, Path] = {}
     bars = {
         name: tqdm(total=models[name].config.epochs, desc=name, disable=not progress, leave=True) for name in models
     }
@@ -96,12 +95,10 @@ def _run(models, interactions, validation, processes: int, folder: Path, progres
                 bars[name].update(int(payload["epoch"]) - bars[name].n)
                 bars[name].set_postfix(loss=f"{payload['train_loss']:.3f}", valid=f"{payload['best_score']:.4f}")
             elif kind == "done":
-                done[name] = Path(payload)
                 running.pop(name).join()
                 bars[name].close()
             else:
                 raise FitFailed(f"fitting {name} failed in its process:\n{payload}")
-        return done
     finally:
         for process in running.values():
             if process.pid is not None:  # started
@@ -131,4 +128,4 @@ def _fit_one(name, model, interactions, validation, path, threads, messages) -> 
     except BaseException:
         messages.put(("error", name, traceback.format_exc()))
         raise
-    messages.put(("done", name, str(path)))
+    messages.put(("done", name, None))
